@@ -1,0 +1,77 @@
+"""Activity inputs and outputs: one model each. Imported by workflows through passthrough."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from config.policy import Endpoint, Policy
+
+
+class ActivityMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoadPolicyInput(ActivityMessage):
+    opened_at: AwareDatetime
+
+
+class PolicySnapshot(ActivityMessage):
+    """The policy a ticket runs under, frozen into its history by the activity's result."""
+
+    policy: Policy
+    version: str = Field(description="author's version label + content fingerprint")
+    source: str
+
+
+class Person(ActivityMessage):
+    role: str
+    id: str
+    email: str | None = None
+
+
+class OutboundEvent(ActivityMessage):
+    """The body of every webhook (the contract's outbound event)."""
+
+    id: str = Field(description="same as the webhook-id header; stable across retries")
+    type: str
+    occurred_at: AwareDatetime
+    ticket_id: str
+    workflow_id: str
+    tier: int
+    department: str
+    priority: str
+    recipients: list[Person] = Field(default_factory=list)
+    cc: list[Person] = Field(default_factory=list)
+    rule: str | None = Field(
+        default=None, description="policy rule that fired, e.g. ladders.resolution[1] (res-breach)"
+    )
+    reason: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeliverInput(ActivityMessage):
+    event: OutboundEvent
+    endpoint: Endpoint
+
+
+class DeliveryResult(ActivityMessage):
+    webhook_id: str
+    endpoint: str
+    status_code: int
+    attempt: int
+
+
+class ReassignInput(ActivityMessage):
+    idempotency_key: str
+    ticket_id: str
+    workflow_id: str
+    queue: str | None
+    agent: str | None
+    reason: str
+
+
+class ReassignResult(ActivityMessage):
+    outcome: Literal["applied", "skipped"]
+    detail: str = ""

@@ -1,0 +1,109 @@
+"""Ticket operations over Temporal, shared by the HTTP API, the command line and the tests.
+
+Other languages do the same through their own Temporal SDK with the contract's names; this is
+the Python face of that contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+
+from workflows.models import (
+    ACTIONS,
+    WORKFLOW_TYPE,
+    Message,
+    Ticket,
+    TicketStatus,
+    Timeline,
+    workflow_id_for,
+)
+
+
+class ActionRefused(Exception):
+    """The ticket refused an action; `field` and `reason` say why. The ticket is unchanged."""
+
+    def __init__(self, message: str, field: str | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.reason = reason or message
+
+
+@dataclass(frozen=True)
+class Opened:
+    workflow_id: str
+    run_id: str | None
+    created: bool
+
+
+class TicketClient:
+    def __init__(self, client: Client, task_queue: str) -> None:
+        self.client = client
+        self.task_queue = task_queue
+
+    def handle(self, ticket_id: str) -> WorkflowHandle[Any, Any]:
+        return self.client.get_workflow_handle(workflow_id_for(ticket_id))
+
+    async def open(self, ticket: Ticket) -> Opened:
+        """Start the ticket's workflow, or attach to the one already running under its id."""
+        workflow_id = workflow_id_for(ticket.ticket_id)
+        try:
+            handle = await self.client.start_workflow(
+                WORKFLOW_TYPE,
+                ticket,
+                id=workflow_id,
+                task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                static_summary=f"{ticket.priority.value} {ticket.channel.value} ticket: {ticket.subject[:80]}",
+            )
+            return Opened(workflow_id, handle.first_execution_run_id, created=True)
+        except WorkflowAlreadyStartedError as exc:
+            return Opened(workflow_id, exc.run_id, created=False)
+
+    async def act(self, ticket_id: str, action: str, payload: Message | dict[str, Any]) -> TicketStatus:
+        """Send an action as an update; the answer is the ticket's status, or `ActionRefused`."""
+        model = ACTIONS[action]
+        body = payload if isinstance(payload, model) else model.model_validate(payload)
+        try:
+            result: TicketStatus = await self.handle(ticket_id).execute_update(action, body, result_type=TicketStatus)
+            return result
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.type == "ActionRejected":
+                details = cause.details[0] if cause.details else {}
+                raise ActionRefused(cause.message, details.get("field"), details.get("reason")) from None
+            raise
+
+    async def signal(self, ticket_id: str, action: str, payload: Message | dict[str, Any]) -> None:
+        """Fire-and-forget: a refused signal changes nothing and is recorded on the timeline."""
+        model = ACTIONS[action]
+        body = payload if isinstance(payload, model) else model.model_validate(payload)
+        await self.handle(ticket_id).signal(action, body)
+
+    async def status(self, ticket_id: str) -> TicketStatus:
+        result: TicketStatus = await self.handle(ticket_id).query("status", result_type=TicketStatus)
+        return result
+
+    async def timeline(self, ticket_id: str) -> Timeline:
+        result: Timeline = await self.handle(ticket_id).query("timeline", result_type=Timeline)
+        return result
+
+    async def search(
+        self, query: str, page_size: int = 50, next_page_token: bytes | None = None
+    ) -> tuple[list[WorkflowExecution], bytes | None]:
+        """One page of tickets matching a visibility query over the contract's search attributes."""
+        base = f"WorkflowType = '{WORKFLOW_TYPE}'"
+        full = f"{base} AND ({query})" if query.strip() else base
+        iterator = self.client.list_workflows(full, page_size=page_size, next_page_token=next_page_token)
+        await iterator.fetch_next_page()
+        return list(iterator.current_page or []), iterator.next_page_token

@@ -1,0 +1,306 @@
+"""The HTTP API: how platform teams and agents reach tickets without a Temporal SDK.
+
+Every route needs an API key (`Authorization: Bearer <key>` or `X-API-Key`). Each agent action is
+its own route with its own body schema, so the OpenAPI document describes exactly what the
+workflow accepts. A refused action answers 409 (the ticket's state forbids it) or 422 (a field is
+wrong), with the workflow's reason; the ticket is unchanged.
+"""
+
+import base64
+import binascii
+import contextlib
+import json
+from collections.abc import Generator
+from typing import Annotated, Any, Literal
+
+import structlog
+import uvicorn
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ValidationError
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.webhooks import WebhookVerificationError, verify
+from api.auth import Caller, KeyRing
+from api.client import ActionRefused, TicketClient
+from api.export import render_timeline
+from config.policy import Priority
+from config.settings import Settings
+from workflows.models import ACTIONS, State, Ticket, TicketStatus, Timeline, workflow_id_for
+
+log = structlog.get_logger("api")
+
+
+class Opened(BaseModel):
+    ticket_id: str
+    workflow_id: str
+    created: bool
+
+
+class TicketRow(BaseModel):
+    ticket_id: str
+    workflow_id: str
+    status: str
+    tier: int | None = None
+    state: str | None = None
+    priority: str | None = None
+    department: str | None = None
+    assignee: str | None = None
+    sla_breached: bool | None = None
+    escalation_count: int | None = None
+    next_sla_deadline: str | None = None
+
+
+class TicketPage(BaseModel):
+    tickets: list[TicketRow]
+    next_page_token: str | None
+
+
+class InboundWebhook(BaseModel):
+    """A helpdesk event: `ticket.created` (data: a ticket) or `ticket.action` (data: ticket_id, action, payload)."""
+
+    type: Literal["ticket.created", "ticket.action"]
+    data: dict[str, Any]
+
+
+def _rows_value(attrs: Any, name: str) -> Any:
+    values = attrs.get(name) if attrs else None
+    if not values:
+        return None
+    value = values[0]
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def create_app(settings: Settings, client: Client) -> FastAPI:
+    tickets = TicketClient(client, settings.task_queue)
+    keys = KeyRing.from_settings(settings)
+    app = FastAPI(
+        title="Ticket escalations",
+        version="0.1.0",
+        description="Open support tickets as durable Temporal workflows, act on them, audit them.",
+    )
+
+    def authenticate(
+        authorization: Annotated[str | None, Header()] = None,
+        x_api_key: Annotated[str | None, Header()] = None,
+    ) -> Caller:
+        presented = x_api_key or (authorization or "").removeprefix("Bearer ").strip() or None
+        caller = keys.authenticate(presented)
+        if caller is None:
+            raise HTTPException(401, "missing or unknown API key", headers={"WWW-Authenticate": "Bearer"})
+        return caller
+
+    CallerDep = Annotated[Caller, Depends(authenticate)]
+
+    async def guard_missing(coro: Any) -> Any:
+        try:
+            return await coro
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                raise HTTPException(404, "no such ticket") from None
+            raise
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post(
+        "/tickets",
+        tags=["tickets"],
+        status_code=201,
+        response_model=Opened,
+        responses={200: {"model": Opened, "description": "the ticket already runs; attached"}},
+    )
+    async def open_ticket(ticket: Ticket, caller: CallerDep, response: Response) -> Opened:
+        """Open a ticket; idempotent on `ticket_id` (a second call attaches to the running workflow)."""
+        if ticket.carried_state is not None:
+            raise HTTPException(
+                422, [{"loc": ["body", "carried_state"], "msg": "internal field; leave unset", "type": "value_error"}]
+            )
+        opened = await tickets.open(ticket)
+        if not opened.created:
+            response.status_code = 200
+        log.info("ticket.opened", ticket_id=ticket.ticket_id, created=opened.created, caller=caller.name)
+        return Opened(ticket_id=ticket.ticket_id, workflow_id=opened.workflow_id, created=opened.created)
+
+    @app.get("/tickets", tags=["tickets"], response_model=TicketPage)
+    async def list_tickets(
+        caller: CallerDep,
+        tier: Annotated[int | None, Query(ge=0, le=9)] = None,
+        state: State | None = None,
+        priority: Priority | None = None,
+        department: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = None,
+        assignee: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.@-]{1,128}$")] = None,
+        breached: bool | None = None,
+        page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+        page_token: Annotated[str | None, Query(max_length=4096)] = None,
+    ) -> TicketPage:
+        """Search by the contract's search attributes, paged (values are validated, never spliced raw)."""
+        clauses = []
+        if tier is not None:
+            clauses.append(f"TicketTier = {tier}")
+        if state is not None:
+            clauses.append(f"TicketState = '{state.value}'")
+        if priority is not None:
+            clauses.append(f"TicketPriority = '{priority.value}'")
+        if department is not None:
+            clauses.append(f"TicketDepartment = '{department}'")
+        if assignee is not None:
+            clauses.append(f"TicketAssignee = '{assignee}'")
+        if breached is not None:
+            clauses.append(f"SlaBreached = {'true' if breached else 'false'}")
+        try:
+            token = base64.urlsafe_b64decode(page_token) if page_token else None
+        except (binascii.Error, ValueError):
+            raise HTTPException(
+                422, [{"loc": ["query", "page_token"], "msg": "not a page token", "type": "value_error"}]
+            ) from None
+        try:
+            found, next_token = await tickets.search(" AND ".join(clauses), page_size, token)
+        except RPCError as err:
+            if err.status == RPCStatusCode.INVALID_ARGUMENT:
+                raise HTTPException(
+                    422, [{"loc": ["query", "page_token"], "msg": err.message, "type": "value_error"}]
+                ) from None
+            raise
+        rows = []
+        for wf in found:
+            attrs = wf.search_attributes
+            rows.append(
+                TicketRow(
+                    ticket_id=wf.id.removeprefix("ticket-"),
+                    workflow_id=wf.id,
+                    status=wf.status.name.lower() if wf.status else "unknown",
+                    tier=_rows_value(attrs, "TicketTier"),
+                    state=_rows_value(attrs, "TicketState"),
+                    priority=_rows_value(attrs, "TicketPriority"),
+                    department=_rows_value(attrs, "TicketDepartment"),
+                    assignee=_rows_value(attrs, "TicketAssignee"),
+                    sla_breached=_rows_value(attrs, "SlaBreached"),
+                    escalation_count=_rows_value(attrs, "EscalationCount"),
+                    next_sla_deadline=_rows_value(attrs, "NextSlaDeadline"),
+                )
+            )
+        return TicketPage(
+            tickets=rows, next_page_token=base64.urlsafe_b64encode(next_token).decode() if next_token else None
+        )
+
+    @app.get("/tickets/{ticket_id}", tags=["tickets"], response_model=TicketStatus)
+    async def ticket_status(ticket_id: str, caller: CallerDep) -> TicketStatus:
+        result: TicketStatus = await guard_missing(tickets.status(ticket_id))
+        return result
+
+    @app.get(
+        "/tickets/{ticket_id}/timeline",
+        tags=["audit"],
+        response_model=Timeline,
+        responses={200: {"content": {"text/csv": {}, "text/markdown": {}}}},
+    )
+    async def ticket_timeline(
+        ticket_id: str,
+        caller: CallerDep,
+        format: Literal["json", "csv", "md"] = "json",
+        source: Literal["history", "state"] = "history",
+    ) -> Any:
+        """The audit timeline, built from the workflow's event history (default) or its own state."""
+        if source == "state":
+            timeline: Timeline = await guard_missing(tickets.timeline(ticket_id))
+            if format == "json":
+                return timeline
+            entries = [e.model_dump(mode="json") for e in timeline.events]
+        else:
+            from api.export import audit_from_history
+
+            entries = await guard_missing(audit_from_history(client, workflow_id_for(ticket_id)))
+            if format == "json":
+                return JSONResponse({"ticket_id": ticket_id, "events": entries})
+        media = "text/csv" if format == "csv" else "text/markdown"
+        return PlainTextResponse(render_timeline(ticket_id, entries, format), media_type=media)
+
+    def action_route(name: str, model: type[BaseModel]) -> None:
+        async def act(ticket_id: str, body: model, caller: CallerDep) -> TicketStatus:  # type: ignore[valid-type]
+            actor = getattr(body, "actor", None)
+            if actor is not None:
+                if actor.role not in caller.roles:
+                    raise HTTPException(403, f"key {caller.name!r} may not act as role {actor.role.value!r}")
+                if not caller.is_system and actor.id != caller.name:
+                    raise HTTPException(403, f"key {caller.name!r} may act only as itself, not {actor.id!r}")
+            try:
+                result: TicketStatus = await guard_missing(tickets.act(ticket_id, name, body))
+            except ActionRefused as refused:
+                code = 409 if refused.field == "state" else 422
+                detail = [
+                    {
+                        "loc": ["body", *(refused.field or "body").split(".")],
+                        "msg": refused.reason,
+                        "type": "action_rejected",
+                    }
+                ]
+                raise HTTPException(code, detail) from None
+            log.info("ticket.action", ticket_id=ticket_id, action=name, caller=caller.name)
+            return result
+
+        act.__name__ = f"action_{name}"
+        app.post(
+            f"/tickets/{{ticket_id}}/{name}",
+            tags=["actions"],
+            response_model=TicketStatus,
+            summary=f"{name.replace('_', ' ').capitalize()}",
+            responses={
+                403: {"description": "the key may not act as this actor"},
+                404: {"description": "no such ticket"},
+                409: {"description": "refused: the ticket's state forbids it"},
+                422: {"description": "refused: a field is wrong (the reason names it)"},
+            },
+        )(act)
+
+    for action_name, action_model in ACTIONS.items():
+        action_route(action_name, action_model)
+
+    @app.post("/webhooks/helpdesk", tags=["webhooks"], status_code=202)
+    async def helpdesk_webhook(request: Request) -> dict[str, Any]:
+        """Inbound events from a helpdesk, signed per Standard Webhooks; forgeries and replays get 401."""
+        secret = settings.inbound_webhook_secret
+        if secret is None:
+            raise HTTPException(401, "inbound webhooks are not configured (ESCALATIONS_INBOUND_WEBHOOK_SECRET)")
+        body = await request.body()
+        try:
+            verify(secret.get_secret_value(), body, dict(request.headers), settings.inbound_webhook_tolerance_seconds)
+        except WebhookVerificationError as err:
+            raise HTTPException(401, f"webhook signature refused: {err}") from None
+        try:
+            event = InboundWebhook.model_validate(json.loads(body))
+            if event.type == "ticket.created":
+                ticket = Ticket.model_validate(event.data)
+                opened = await tickets.open(ticket)
+                return {"workflow_id": opened.workflow_id, "created": opened.created}
+            action = str(event.data.get("action", ""))
+            if action not in ACTIONS:
+                raise HTTPException(422, f"data.action: unknown action {action!r}")
+            await tickets.signal(str(event.data.get("ticket_id", "")), action, event.data.get("payload", {}))
+            return {"accepted": True}
+        except (ValidationError, json.JSONDecodeError) as err:
+            raise HTTPException(422, str(err)) from None
+
+    return app
+
+
+def build_server(settings: Settings, client: Client) -> uvicorn.Server:
+    config = uvicorn.Config(
+        create_app(settings, client),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+    )
+    return _QuietServer(config)
+
+
+class _QuietServer(uvicorn.Server):
+    """Leaves SIGINT/SIGTERM to the worker process, which stops the API and the worker together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield

@@ -1,0 +1,117 @@
+"""Shared fixtures: real Temporal servers (from pip-installed binaries), a real HTTP receiver."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from pydantic import SecretStr
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from config.settings import DEFAULT_POLICY, Settings
+from tests.receiver import Receiver, start_receiver
+from workers.connection import binary, register_search_attributes
+from workers.worker import build_worker
+from workflows import search_attributes as sa
+
+TEST_SECRET = "whsec_dGVzdC1zZWNyZXQtZm9yLWVzY2FsYXRpb25zLXRlc3Q="
+
+
+@pytest.fixture
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A fresh time-skipping test server per test: days of SLA time in milliseconds.
+
+    Per test, because a workflow left running by an earlier test (with no worker any more) holds
+    the shared clock still.
+    """
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=str(binary("temporal-test-server")),
+    )
+    await register_search_attributes(env.client, "default")
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The real dev server (in memory) with the contract's search attributes registered."""
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=str(binary("temporal")),
+        search_attributes=sa.ALL,
+        dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=200"],
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = start_receiver()
+    yield r
+    r.server.shutdown()
+
+
+def policy_doc(**overrides: Any) -> dict[str, Any]:
+    """The default policy, on a 24x7 calendar, with its endpoint replaced by the test's."""
+    doc: dict[str, Any] = yaml.safe_load(DEFAULT_POLICY.read_text())
+    for route in doc["routes"]:
+        route["calendar"] = "always"
+    doc.update(overrides)
+    return doc
+
+
+@pytest.fixture
+def write_policy(tmp_path: Path) -> Callable[[dict[str, Any]], Path]:
+    def write(doc: dict[str, Any]) -> Path:
+        path = tmp_path / f"policy-{uuid.uuid4().hex[:6]}.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        return path
+
+    return write
+
+
+def make_settings(policy_path: Path, receiver: Receiver | None) -> Settings:
+    return Settings(
+        policy_path=policy_path,
+        webhook_url=f"{receiver.url}/events" if receiver else None,
+        helpdesk_url=receiver.url if receiver else None,
+        webhook_secret=SecretStr(TEST_SECRET),
+        _env_file=None,
+    )
+
+
+class Harness:
+    """A worker on a fresh task queue, plus helpers to start tickets on it."""
+
+    def __init__(self, client: Client, worker: Worker, task_queue: str) -> None:
+        self.client = client
+        self.worker = worker
+        self.task_queue = task_queue
+
+
+@pytest.fixture
+def make_harness(write_policy: Callable[[dict[str, Any]], Path]) -> Callable[..., Any]:
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def make(
+        env: WorkflowEnvironment, receiver: Receiver | None, doc: dict[str, Any] | None = None
+    ) -> AsyncIterator[Harness]:
+        settings = make_settings(write_policy(doc or policy_doc()), receiver)
+        task_queue = f"tq-{uuid.uuid4().hex[:8]}"
+        async with httpx.AsyncClient(timeout=5) as http:
+            worker = build_worker(env.client, settings, http, task_queue=task_queue)
+            async with worker:
+                yield Harness(env.client, worker, task_queue)
+
+    return make

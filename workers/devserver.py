@@ -1,0 +1,78 @@
+"""The embedded default: a Temporal dev server on a SQLite file, with its Web UI.
+
+Started only when no Temporal address is configured. The file lives in the data folder, so
+tickets survive a restart of `./dev run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+from pathlib import Path
+
+import structlog
+
+from config.settings import Settings
+from workers.connection import binary
+from workflows import search_attributes as sa
+
+log = structlog.get_logger("devserver")
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class DevServer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def db_file(self) -> Path:
+        return self.settings.data_dir / "temporal.db"
+
+    async def start(self) -> None:
+        port, ui_port = self.settings.dev_server_port, self.settings.dev_ui_port
+        if _listening(port):
+            log.info("devserver.already_running", address=f"127.0.0.1:{port}")
+            return
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            str(binary("temporal")), "server", "start-dev",
+            "--db-filename", str(self.db_file),
+            "--ip", "127.0.0.1", "--port", str(port), "--ui-port", str(ui_port),
+            "--namespace", self.settings.temporal_namespace,
+            "--log-level", "warn",
+            *sa.cli_flags(),
+        ]  # fmt: skip
+        log_file = (self.settings.data_dir / "temporal-server.log").open("ab")
+        self.process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)  # noqa: ASYNC220
+        for _ in range(300):
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"the Temporal dev server exited with {self.process.returncode}; "
+                    f"see {self.settings.data_dir / 'temporal-server.log'}"
+                )
+            if _listening(port):
+                log.info(
+                    "devserver.started",
+                    address=f"127.0.0.1:{port}",
+                    ui=f"http://127.0.0.1:{ui_port}",
+                    db=str(self.db_file),
+                )
+                return
+            await asyncio.sleep(0.1)
+        raise RuntimeError("the Temporal dev server did not open its port within 30 s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+            log.info("devserver.stopped")

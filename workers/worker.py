@@ -1,0 +1,29 @@
+"""Build the Temporal worker for ticket workflows and their activities."""
+
+from __future__ import annotations
+
+import httpx
+import pydantic
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.ticket_activities import TicketActivities
+from config.settings import Settings
+from workflows.ticket import TicketEscalation
+
+
+def build_worker(client: Client, settings: Settings, http: httpx.AsyncClient, task_queue: str | None = None) -> Worker:
+    activities = TicketActivities(settings, http)
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=[TicketEscalation],
+        activities=activities.all(),  # type: ignore[arg-type]
+        # A ticket started with invalid input fails at once with the validation message.
+        workflow_failure_exception_types=[pydantic.ValidationError],
+        max_concurrent_activities=100,
+    )
+
+
+def http_client(settings: Settings) -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=settings.http_timeout_seconds, follow_redirects=False)

@@ -1,0 +1,215 @@
+"""Guards on agent actions: pure checks that say which field is wrong and why.
+
+Called by the workflow's update validators (which must not mutate anything) and again by the
+signal handlers, which record a refusal on the timeline instead of raising. Each check either
+returns silently or raises `Rejected`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from config.policy import Policy, Role
+from workflows.models import (
+    Acknowledge,
+    ChangePriority,
+    ConfirmSolved,
+    CustomerReplied,
+    DecideApproval,
+    Escalate,
+    EscalationKind,
+    PendingCustomer,
+    Reassign,
+    Reopen,
+    RequestApproval,
+    Resolve,
+    State,
+    TicketSnapshot,
+)
+
+
+class Rejected(ValueError):
+    """An action the policy or the ticket's state refuses; the ticket stays as it was."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+def _open(snap: TicketSnapshot) -> None:
+    if snap.state == State.resolved:
+        raise Rejected("state", "the ticket is resolved; reopen it first")
+
+
+def _needs_reason(policy: Policy, reason: str | None, what: str) -> None:
+    if policy.guards.require_reason and not (reason or "").strip():
+        raise Rejected("reason", f"a reason is required to {what}")
+
+
+def department_of_queue(policy: Policy, queue: str) -> str | None:
+    for name, dept in policy.departments.items():
+        if queue in dept.queues.values() or queue.startswith(f"{name}-tier"):
+            return name
+    return None
+
+
+def check_acknowledge(snap: TicketSnapshot, policy: Policy, action: Acknowledge) -> None:
+    _open(snap)
+    if snap.state in (State.acknowledged, State.pending_customer):
+        raise Rejected("state", f"already acknowledged at tier {snap.tier}")
+
+
+def check_reassign(snap: TicketSnapshot, policy: Policy, action: Reassign) -> None:
+    _open(snap)
+    if not action.to_agent and not action.to_queue:
+        raise Rejected("to_agent", "give to_agent or to_queue")
+    scope = policy.permission(action.actor.role).reassign
+    if scope == "none":
+        raise Rejected("actor.role", f"role {action.actor.role.value} may not reassign")
+    if action.to_queue is None or action.to_queue == snap.queue:
+        return
+    target = department_of_queue(policy, action.to_queue)
+    if target is None:
+        raise Rejected("to_queue", f"unknown queue {action.to_queue!r}")
+    if scope == "own_queue":
+        raise Rejected(
+            "to_queue",
+            f"role {action.actor.role.value} may reassign only within queue {snap.queue!r}; ask a lead",
+        )
+    if scope == "own_department" and target != snap.department:
+        raise Rejected(
+            "to_queue",
+            f"role {action.actor.role.value} may not move the ticket out of department {snap.department!r}",
+        )
+
+
+def hierarchical_target(snap: TicketSnapshot, policy: Policy, to_tier: int | None) -> int:
+    nxt = policy.next_tier(snap.tier)
+    if to_tier is None:
+        if nxt is None:
+            raise Rejected("kind", f"tier {snap.tier} is the top tier; there is nowhere higher")
+        return nxt
+    if to_tier not in policy.tier_levels():
+        raise Rejected("to_tier", f"unknown tier {to_tier}")
+    if to_tier <= snap.tier:
+        raise Rejected("to_tier", f"tier {to_tier} is not above the current tier {snap.tier}")
+    if to_tier != nxt and not policy.guards.allow_skip_level:
+        raise Rejected("to_tier", f"skip-level escalation to tier {to_tier} is not allowed; next is {nxt}")
+    return to_tier
+
+
+def check_escalate(snap: TicketSnapshot, policy: Policy, action: Escalate, now: datetime) -> None:
+    _open(snap)
+    role = action.actor.role
+    if not policy.permission(role).escalate:
+        raise Rejected("actor.role", f"role {role.value} may not escalate")
+    _needs_reason(policy, action.reason, "escalate")
+    if action.kind == EscalationKind.functional:
+        if not action.department:
+            raise Rejected("department", "a functional escalation names the department")
+        if action.department not in policy.departments:
+            known = ", ".join(sorted(policy.departments))
+            raise Rejected("department", f"unknown department {action.department!r} (known: {known})")
+        if action.department == snap.department:
+            raise Rejected("department", f"the ticket is already in {action.department!r}")
+        revisits = _revisits(snap.departments_visited) + (1 if action.department in snap.departments_visited else 0)
+        if revisits > policy.guards.max_department_bounces:
+            raise Rejected(
+                "department",
+                f"the ticket would bounce back to {action.department!r} "
+                f"(bounces {revisits} > max {policy.guards.max_department_bounces}); ask a manager",
+            )
+        return
+    hierarchical_target(snap, policy, action.to_tier)
+    waived = (
+        snap.priority in policy.guards.min_time_waived_for_priorities
+        or role in policy.guards.min_time_waived_for_roles
+        or role == Role.system
+    )
+    in_tier = now - snap.tier_entered_at
+    if not waived and in_tier < policy.guards.min_time_in_tier:
+        raise Rejected(
+            "kind",
+            f"the ticket has been in tier {snap.tier} for {_fmt(in_tier)}; "
+            f"hierarchical escalation needs {_fmt(policy.guards.min_time_in_tier)} "
+            "(waived for urgent priority, leads and managers)",
+        )
+
+
+def _revisits(visited: list[str]) -> int:
+    seen: set[str] = set()
+    count = 0
+    for d in visited:
+        if d in seen:
+            count += 1
+        seen.add(d)
+    return count
+
+
+def _fmt(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m"
+
+
+def check_pending_customer(snap: TicketSnapshot, policy: Policy, action: PendingCustomer) -> None:
+    _open(snap)
+    if snap.state == State.pending_customer:
+        raise Rejected("state", "already waiting on the customer")
+    if snap.state == State.self_service:
+        raise Rejected("state", "a self-service ticket already waits on the customer")
+
+
+def check_customer_replied(snap: TicketSnapshot, policy: Policy, action: CustomerReplied) -> None:
+    _open(snap)
+
+
+def check_confirm_solved(snap: TicketSnapshot, policy: Policy, action: ConfirmSolved) -> None:
+    if snap.state != State.self_service:
+        raise Rejected("state", "only a ticket in Tier 0 self-service can be confirmed solved by the customer")
+
+
+def check_change_priority(snap: TicketSnapshot, policy: Policy, action: ChangePriority) -> None:
+    _open(snap)
+    _needs_reason(policy, action.reason, "change the priority")
+    if action.priority == snap.priority:
+        raise Rejected("priority", f"the priority is already {action.priority.value}")
+
+
+def check_resolve(snap: TicketSnapshot, policy: Policy, action: Resolve) -> None:
+    _open(snap)
+    if any(a.status == "pending" for a in snap.approvals):
+        raise Rejected("state", "an approval is still pending; decide it before resolving")
+
+
+def check_reopen(snap: TicketSnapshot, policy: Policy, action: Reopen) -> None:
+    if snap.state != State.resolved:
+        raise Rejected("state", "only a resolved ticket can be reopened")
+    _needs_reason(policy, action.reason, "reopen")
+
+
+def check_request_approval(snap: TicketSnapshot, policy: Policy, action: RequestApproval) -> None:
+    _open(snap)
+    _needs_reason(policy, action.reason, f"request a {action.kind}")
+
+
+def check_decide_approval(snap: TicketSnapshot, policy: Policy, action: DecideApproval) -> None:
+    approval = next((a for a in snap.approvals if a.id == action.approval_id), None)
+    if approval is None:
+        raise Rejected("approval_id", f"no approval {action.approval_id!r} on this ticket")
+    if approval.status != "pending":
+        raise Rejected("approval_id", f"approval {approval.id} is already {approval.status}")
+    perm = policy.permission(action.actor.role)
+    if not perm.decide_approvals:
+        raise Rejected("actor.role", f"role {action.actor.role.value} may not decide approvals")
+    if perm.authority_limit < approval.amount:
+        raise Rejected(
+            "actor.role",
+            f"{approval.kind} of {approval.amount:g} is above the {action.actor.role.value} "
+            f"authority limit of {perm.authority_limit:g}",
+        )
+
+
+def within_authority(policy: Policy, action: RequestApproval) -> bool:
+    return policy.permission(action.actor.role).authority_limit >= action.amount
