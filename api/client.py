@@ -6,13 +6,15 @@ the Python face of that contract.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio.client import (
     Client,
     WorkflowExecution,
     WorkflowHandle,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -27,6 +29,9 @@ from workflows.models import (
     Timeline,
     workflow_id_for,
 )
+
+Q = TypeVar("Q")
+NOT_OPENED = "the ticket has not been opened yet"
 
 
 class ActionRefused(Exception):
@@ -90,13 +95,23 @@ class TicketClient:
         body = payload if isinstance(payload, model) else model.model_validate(payload)
         await self.handle(ticket_id).signal(action, body)
 
+    async def _query(self, ticket_id: str, name: str, result_type: type[Q]) -> Q:
+        """Query, waiting out the first moments of a ticket (its policy is still loading)."""
+        for _ in range(100):
+            try:
+                result: Q = await self.handle(ticket_id).query(name, result_type=result_type)
+                return result
+            except WorkflowQueryFailedError as err:
+                if NOT_OPENED not in str(err):
+                    raise
+                await asyncio.sleep(0.1)
+        raise TimeoutError(f"ticket {ticket_id} did not finish opening within 10 s; is a worker running?")
+
     async def status(self, ticket_id: str) -> TicketStatus:
-        result: TicketStatus = await self.handle(ticket_id).query("status", result_type=TicketStatus)
-        return result
+        return await self._query(ticket_id, "status", TicketStatus)
 
     async def timeline(self, ticket_id: str) -> Timeline:
-        result: Timeline = await self.handle(ticket_id).query("timeline", result_type=Timeline)
-        return result
+        return await self._query(ticket_id, "timeline", Timeline)
 
     async def search(
         self, query: str, page_size: int = 50, next_page_token: bytes | None = None

@@ -317,7 +317,7 @@ class Policy(Strict):
     def _semantics(self) -> Policy:
         problems = check_semantics(self)
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("\n".join(problems))
         return self
 
     # Lookups used by the pure logic and the workflow.
@@ -449,8 +449,6 @@ def _ladder_problems(policy: Policy, clock: str, steps: list[LadderStep], levels
                 )
         if clock == "resolution" and any(isinstance(a, EscalateAction) for a in step.actions):
             escalating = escalating or step
-    if clock == "first_response" and any(isinstance(a, EscalateAction) for s in steps for a in s.actions):
-        pass  # a first-response escalation restarts both clocks; later steps fire at the new tier.
     return problems
 
 
@@ -473,7 +471,7 @@ def parse_policy(data: Any, source: str = "<policy>") -> Policy:
             loc = ".".join(str(x) for x in err["loc"])
             msg = err["msg"].removeprefix("Value error, ")
             if not loc:  # whole-policy semantic checks arrive joined
-                problems += msg.split("; ")
+                problems += msg.split("\n")
             else:
                 problems.append(f"{loc}: {msg}")
         raise PolicyError(source, problems) from None

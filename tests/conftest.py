@@ -93,10 +93,11 @@ def make_settings(policy_path: Path, receiver: Receiver | None) -> Settings:
 class Harness:
     """A worker on a fresh task queue, plus helpers to start tickets on it."""
 
-    def __init__(self, client: Client, worker: Worker, task_queue: str) -> None:
+    def __init__(self, client: Client, worker: Worker, task_queue: str, settings: Settings) -> None:
         self.client = client
         self.worker = worker
         self.task_queue = task_queue
+        self.settings = settings
 
 
 @pytest.fixture
@@ -112,6 +113,6 @@ def make_harness(write_policy: Callable[[dict[str, Any]], Path]) -> Callable[...
         async with httpx.AsyncClient(timeout=5) as http:
             worker = build_worker(env.client, settings, http, task_queue=task_queue)
             async with worker:
-                yield Harness(env.client, worker, task_queue)
+                yield Harness(env.client, worker, task_queue, settings)
 
     return make

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from workflows.models import Ticket
+
+T = TypeVar("T")
 
 AGENT = {"id": "ann", "role": "agent", "tier": 1}
 LEAD = {"id": "lee.lead", "role": "lead", "tier": 2}
@@ -23,3 +29,21 @@ def ticket(**fields: Any) -> Ticket:
     }
     base.update(fields)
     return Ticket.model_validate(base)
+
+
+def without_elapsed(status: BaseModel) -> dict[str, Any]:
+    """A status minus what moves with the clock by itself, for 'the ticket is unchanged' checks."""
+    dump = status.model_dump()
+    for clock in dump.get("clocks", []):
+        clock.pop("elapsed", None)
+    return dump
+
+
+async def until(read: Callable[[], list[T]], count: int = 1, seconds: float = 10) -> list[T]:
+    """Poll `read` (real time) until it returns at least `count` items: deliveries run in the background."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        found = read()
+        if len(found) >= count or asyncio.get_running_loop().time() > deadline:
+            return found
+        await asyncio.sleep(0.05)

@@ -58,8 +58,10 @@ def add_business_time(cal: Calendar, start: datetime, duration: timedelta) -> da
     _require_aware(start, "start")
     if duration < timedelta(0):
         raise ValueError("duration must not be negative")
-    if cal.always_open:
-        return start + duration
+    if duration == timedelta(0):
+        return start
+    if cal.always_open:  # in UTC: same-zone aware arithmetic in Python is wall-clock arithmetic
+        return start.astimezone(UTC) + duration
     remaining = duration
     cursor = start.astimezone(UTC)
     for begin, end in working_periods(cal, cursor):
@@ -78,7 +80,7 @@ def business_time_between(cal: Calendar, start: datetime, end: datetime) -> time
     if end <= start:
         return timedelta(0)
     if cal.always_open:
-        return end - start
+        return end.astimezone(UTC) - start.astimezone(UTC)
     total = timedelta(0)
     for begin, stop in working_periods(cal, start):
         if begin >= end:

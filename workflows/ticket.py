@@ -131,7 +131,8 @@ class TicketEscalation:
 
     @property
     def snap(self) -> TicketSnapshot:
-        assert self._snap is not None, "the ticket has not been opened yet"
+        if self._snap is None:  # only queries can get here: handlers wait for the opening
+            raise RuntimeError("the ticket has not been opened yet; its policy is loading")
         return self._snap
 
     @property

@@ -1,0 +1,133 @@
+"""Invalid policies are refused at load, each message naming the place and the reason."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from config.policy import PolicyError, load_policy_file, parse_policy
+from config.settings import DEFAULT_POLICY
+
+BASE: dict[str, Any] = yaml.safe_load(DEFAULT_POLICY.read_text())
+
+
+def problems_of(mutate: Any) -> list[str]:
+    doc = copy.deepcopy(BASE)
+    mutate(doc)
+    with pytest.raises(PolicyError) as err:
+        parse_policy(doc, "test")
+    return err.value.problems
+
+
+def test_shipped_policies_are_valid() -> None:
+    for path in sorted((DEFAULT_POLICY.parent).glob("*.yaml")):
+        load_policy_file(path)
+
+
+def test_unreachable_ladder_step() -> None:
+    def late_step(doc: dict[str, Any]) -> None:
+        doc["ladders"]["resolution"].append(
+            {
+                "id": "too-late",
+                "after_breach": "PT2H",
+                "tiers": [1, 2],
+                "actions": [{"type": "notify", "roles": ["assignee"]}],
+            }
+        )
+
+    assert any(
+        "ladders.resolution[3] (too-late): unreachable" in p and "'res-breach' escalates" in p
+        for p in problems_of(late_step)
+    )
+
+
+def test_warning_after_its_breach() -> None:
+    def misplaced(doc: dict[str, Any]) -> None:
+        doc["ladders"]["first_response"].append(
+            {"id": "late-warning", "at_percent": 90, "actions": [{"type": "notify", "roles": ["assignee"]}]}
+        )
+
+    assert (
+        "ladders.first_response[2] (late-warning): a warning listed after its breach step; warnings come first"
+        in problems_of(misplaced)
+    )
+
+
+def test_unknown_department_in_a_route() -> None:
+    assert "routes[1] (billing).department: unknown department 'finance'" in problems_of(
+        lambda d: d["routes"][1].update(department="finance")
+    )
+
+
+def test_unknown_role_in_a_notify_action() -> None:
+    found = problems_of(lambda d: d["ladders"]["first_response"][0]["actions"][0].update(roles=["ceo"]))
+    assert any(p.startswith("ladders.first_response.0.actions.0.notify.roles.0") and "'assignee'" in p for p in found)
+
+
+def test_unknown_role_in_permissions() -> None:
+    found = problems_of(lambda d: d["permissions"].update(intern={"reassign": "none"}))
+    assert any(p.startswith("permissions.intern") for p in found)
+
+
+def test_unknown_calendar() -> None:
+    assert "routes[0] (public-social).calendar: unknown calendar 'mars'" in problems_of(
+        lambda d: d["routes"][0].update(calendar="mars")
+    )
+
+
+def test_route_shadowed_by_an_earlier_catch_all() -> None:
+    def catch_all_first(doc: dict[str, Any]) -> None:
+        doc["routes"].insert(1, {"name": "everything", "department": "support", "calendar": "always"})
+
+    assert (
+        "routes[2] (billing): shadowed by earlier catch-all routes[1] (everything); it can never match"
+        in problems_of(catch_all_first)
+    )
+
+
+def test_route_shadowed_by_a_broader_route() -> None:
+    def narrower_after(doc: dict[str, Any]) -> None:
+        doc["routes"].insert(
+            2, {"name": "refunds", "match": {"category": ["refund"]}, "department": "billing", "calendar": "always"}
+        )
+
+    assert "routes[2] (refunds): shadowed by earlier route routes[1] (billing); it can never match" in problems_of(
+        narrower_after
+    )
+
+
+def test_cc_rule_on_a_department_with_no_head() -> None:
+    assert "ladders: cc_department_head is used but department(s) technical have no head" in problems_of(
+        lambda d: d["departments"]["technical"].pop("head")
+    )
+
+
+def test_escalation_chain_that_cycles() -> None:
+    def cycle(doc: dict[str, Any]) -> None:
+        doc["tiers"][2]["escalates_to"] = 2
+        doc["tiers"][1]["escalates_to"] = 3
+
+    assert "tiers: escalation chain cycles (1 -> 2 -> 3 -> 2)" in problems_of(cycle)
+
+
+def test_field_errors_name_the_field() -> None:
+    found = problems_of(lambda d: d["sla"][1]["urgent"].update(first_response="soon"))
+    assert any(p.startswith("sla.1.urgent.first_response:") for p in found)
+    assert any(
+        "unknown IANA time zone 'Mars/Base'" in p
+        for p in problems_of(lambda d: d["calendars"]["berlin-office"].update(timezone="Mars/Base"))
+    )
+    assert any("sla.2: no targets for priorities urgent" in p for p in problems_of(lambda d: d["sla"][2].pop("urgent")))
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "p.yaml"
+    bad.write_text("version: [unclosed")
+    with pytest.raises(PolicyError, match="not valid YAML"):
+        load_policy_file(bad)
+    with pytest.raises(PolicyError, match="cannot read file"):
+        load_policy_file(tmp_path / "missing.yaml")
