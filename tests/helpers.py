@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -44,6 +44,16 @@ async def until(read: Callable[[], list[T]], count: int = 1, seconds: float = 10
     deadline = asyncio.get_running_loop().time() + seconds
     while True:
         found = read()
+        if len(found) >= count or asyncio.get_running_loop().time() > deadline:
+            return found
+        await asyncio.sleep(0.05)
+
+
+async def until_async(read: Callable[[], Awaitable[list[T]]], count: int = 1, seconds: float = 10) -> list[T]:
+    """`until` for reads that are themselves awaited (queries)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        found = await read()
         if len(found) >= count or asyncio.get_running_loop().time() > deadline:
             return found
         await asyncio.sleep(0.05)

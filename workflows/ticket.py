@@ -510,7 +510,7 @@ class TicketEscalation:
             sa.TICKET_CATEGORY.value_set(self._ticket.category),
             sa.TICKET_DEPARTMENT.value_set(snap.department),
             sa.TICKET_ASSIGNEE.value_set(snap.assignee or ""),
-            sa.SLA_BREACHED.value_set(any(c.breached_at for c in snap.clocks.values())),
+            sa.SLA_BREACHED.value_set(snap.breaches > 0),  # sticky: it breached at some tier
             sa.ESCALATION_COUNT.value_set(snap.escalations),
             sa.NEXT_SLA_DEADLINE.value_set(min(deadlines)) if deadlines else sa.NEXT_SLA_DEADLINE.value_unset(),
         ]
@@ -860,7 +860,7 @@ class TicketEscalation:
             priority=snap.priority,
             clocks=clocks,
             next_deadline=min(running, default=None),
-            sla_breached=any(c.breached for c in clocks),
+            sla_breached=snap.breaches > 0,
             escalation_count=snap.escalations,
             policy_version=snap.policy_version,
             route=snap.route.route,

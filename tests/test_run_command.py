@@ -1,0 +1,87 @@
+"""The README's run command: dev server with Web UI on SQLite, worker and API; durable across restarts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from api.auth import DEV_API_KEY
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+
+
+def wait_ok(url: str, seconds: float = 60) -> httpx.Response:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            response = httpx.get(url, headers={"X-API-Key": DEV_API_KEY}, timeout=2)
+            if response.status_code < 500:
+                return response
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(url)
+        time.sleep(0.2)
+
+
+def stop(process: subprocess.Popen[bytes]) -> tuple[int, str]:
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=30)
+    return process.returncode, out.decode()
+
+
+def test_run_brings_up_server_ui_worker_and_api_and_tickets_survive_a_restart(tmp_path: Path) -> None:
+    ports = {
+        "ESCALATIONS_DEV_SERVER_PORT": free_port(),
+        "ESCALATIONS_DEV_UI_PORT": free_port(),
+        "ESCALATIONS_API_PORT": free_port(),
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESCALATIONS_")}
+    env |= {k: str(v) for k, v in ports.items()} | {
+        "ESCALATIONS_DATA_DIR": str(tmp_path / "data"),
+        "ESCALATIONS_POLICY_PATH": "config/policies/demo.yaml",
+    }
+    api = f"http://127.0.0.1:{ports['ESCALATIONS_API_PORT']}"
+    process = start(env)
+    try:
+        assert wait_ok(f"{api}/healthz").json() == {"status": "ok"}
+        ui = wait_ok(f"http://127.0.0.1:{ports['ESCALATIONS_DEV_UI_PORT']}/")
+        assert ui.status_code == 200 and "<html" in ui.text.lower()
+        opened = httpx.post(
+            f"{api}/tickets",
+            headers={"X-API-Key": DEV_API_KEY},
+            json={"ticket_id": "run-1", "subject": "It broke", "customer": {"id": "c1"}, "priority": "urgent"},
+        )
+        assert opened.status_code == 201
+        status = wait_ok(f"{api}/tickets/run-1")
+        assert status.status_code == 200 and status.json()["policy_version"].startswith("2026.11-demo")
+    finally:
+        code, output = stop(process)
+    assert code == 0, output
+    assert '"event": "worker.stopped"' in output and '"event": "devserver.stopped"' in output
+    assert (tmp_path / "data" / "temporal.db").exists()
+
+    process = start(env)  # the same SQLite file: the ticket is still there, still running
+    try:
+        status = wait_ok(f"{api}/tickets/run-1")
+        assert status.status_code == 200 and status.json()["ticket_id"] == "run-1"
+    finally:
+        code, output = stop(process)
+    assert code == 0, output
