@@ -10,7 +10,7 @@ from config.policy import Endpoint, Policy
 
 
 class ActivityMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class LoadPolicyInput(ActivityMessage):

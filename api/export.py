@@ -239,7 +239,7 @@ async def audit_from_history(client: Client, workflow_id: str) -> list[Entry]:
         if type(err).__name__ != "WorkflowQueryFailedError":
             raise
     order = {"history": 0, "workflow": 1}
-    return sorted(entries, key=lambda e: (e["at"], order[e["source"]]))
+    return sorted(entries, key=lambda e: (e["at"], order[e.get("source", "workflow")]))
 
 
 def render_timeline(ticket_id: str, entries: list[Entry], fmt: str) -> str:
@@ -253,7 +253,7 @@ def render_timeline(ticket_id: str, entries: list[Entry], fmt: str) -> str:
             writer.writerow(
                 [
                     e["at"],
-                    e["source"],
+                    e.get("source", "workflow"),
                     e["kind"],
                     e.get("actor") or "",
                     json.dumps(e.get("detail") or {}, sort_keys=True, default=str),
@@ -269,6 +269,6 @@ def render_timeline(ticket_id: str, entries: list[Entry], fmt: str) -> str:
     for e in entries:
         detail = ", ".join(f"{k}={v}" for k, v in (e.get("detail") or {}).items() if v not in (None, [], {}, ""))
         lines.append(
-            f"| {e['at']} | {e['source']} | {e['kind']} | {e.get('actor') or ''} | {detail.replace('|', '/')} |"
+            f"| {e['at']} | {e.get('source', 'workflow')} | {e['kind']} | {e.get('actor') or ''} | {detail.replace('|', '/')} |"
         )
     return "\n".join(lines) + "\n"

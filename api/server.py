@@ -9,6 +9,8 @@ wrong), with the workflow's reason; the ticket is unchanged.
 import base64
 import binascii
 import contextlib
+import hashlib
+import hmac
 import json
 from collections.abc import Generator
 from typing import Annotated, Any, Literal
@@ -18,7 +20,7 @@ import uvicorn
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ValidationError
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.webhooks import WebhookVerificationError, verify
@@ -72,9 +74,28 @@ def _rows_value(attrs: Any, name: str) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
+class PageTokens:
+    """Visibility page tokens, sealed with an HMAC so a forged token never reaches Temporal."""
+
+    def __init__(self, secret: str) -> None:
+        self._key = hashlib.sha256(b"page-token:" + secret.encode()).digest()
+
+    def seal(self, raw: bytes) -> str:
+        return base64.urlsafe_b64encode(hmac.digest(self._key, raw, "sha256")[:16] + raw).decode()
+
+    def open(self, token: str) -> bytes | None:
+        try:
+            data = base64.urlsafe_b64decode(token)
+        except (binascii.Error, ValueError):
+            return None
+        mac, raw = data[:16], data[16:]
+        return raw if hmac.compare_digest(mac, hmac.digest(self._key, raw, "sha256")[:16]) else None
+
+
 def create_app(settings: Settings, client: Client) -> FastAPI:
     tickets = TicketClient(client, settings.task_queue)
     keys = KeyRing.from_settings(settings)
+    pages = PageTokens(settings.webhook_secret.get_secret_value())
     app = FastAPI(
         title="Ticket escalations",
         version="0.1.0",
@@ -94,12 +115,17 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
     CallerDep = Annotated[Caller, Depends(authenticate)]
 
     async def guard_missing(coro: Any) -> Any:
+        """Map Temporal's answers about the ticket itself to 404/409; anything else is a real 5xx."""
         try:
             return await coro
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 raise HTTPException(404, "no such ticket") from None
+            if err.status == RPCStatusCode.FAILED_PRECONDITION:
+                raise HTTPException(409, f"the ticket's workflow is closed: {err.message}") from None
             raise
+        except WorkflowQueryFailedError as err:
+            raise HTTPException(409, f"the ticket cannot answer: {err.message}") from None
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -150,12 +176,11 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
             clauses.append(f"TicketAssignee = '{assignee}'")
         if breached is not None:
             clauses.append(f"SlaBreached = {'true' if breached else 'false'}")
-        try:
-            token = base64.urlsafe_b64decode(page_token) if page_token else None
-        except (binascii.Error, ValueError):
+        token = pages.open(page_token) if page_token else None
+        if page_token and token is None:
             raise HTTPException(
-                422, [{"loc": ["query", "page_token"], "msg": "not a page token", "type": "value_error"}]
-            ) from None
+                422, [{"loc": ["query", "page_token"], "msg": "not a page token of this API", "type": "value_error"}]
+            )
         try:
             found, next_token = await tickets.search(" AND ".join(clauses), page_size, token)
         except RPCError as err:
@@ -182,9 +207,7 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
                     next_sla_deadline=_rows_value(attrs, "NextSlaDeadline"),
                 )
             )
-        return TicketPage(
-            tickets=rows, next_page_token=base64.urlsafe_b64encode(next_token).decode() if next_token else None
-        )
+        return TicketPage(tickets=rows, next_page_token=pages.seal(next_token) if next_token else None)
 
     @app.get("/tickets/{ticket_id}", tags=["tickets"], response_model=TicketStatus)
     async def ticket_status(ticket_id: str, caller: CallerDep) -> TicketStatus:

@@ -23,7 +23,8 @@ def workflow_id_for(ticket_id: str) -> str:
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # No NaN/Infinity: they do not survive the JSON round trip into workflow history.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Customer(Message):
