@@ -268,7 +268,6 @@ def render_timeline(ticket_id: str, entries: list[Entry], fmt: str) -> str:
     ]
     for e in entries:
         detail = ", ".join(f"{k}={v}" for k, v in (e.get("detail") or {}).items() if v not in (None, [], {}, ""))
-        lines.append(
-            f"| {e['at']} | {e.get('source', 'workflow')} | {e['kind']} | {e.get('actor') or ''} | {detail.replace('|', '/')} |"
-        )
+        source, actor = e.get("source", "workflow"), e.get("actor") or ""
+        lines.append(f"| {e['at']} | {source} | {e['kind']} | {actor} | {detail.replace('|', '/')} |")
     return "\n".join(lines) + "\n"

@@ -73,7 +73,7 @@ async def api(dev_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFac
         worker = build_worker(dev_env.client, settings, http)
         server = build_server(settings, dev_env.client)
         tasks = [asyncio.create_task(worker.run()), asyncio.create_task(server.serve())]
-        while not server.started:
+        while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
             await asyncio.sleep(0.05)
         yield Api(f"http://127.0.0.1:{settings.api_port}", keys, receiver)
         server.should_exit = True
