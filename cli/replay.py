@@ -28,6 +28,7 @@ async def replay_history(history: WorkflowHistory) -> WorkflowReplayResult:
 
 
 def load_history(path: Path) -> WorkflowHistory:
+    """A saved history; the file is named by its workflow id (`ticket-<id>.json`)."""
     return WorkflowHistory.from_json(path.stem, path.read_text())
 
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -37,6 +38,10 @@ class SimEvent(BaseModel):
     after: timedelta
     action: str
     payload: dict[str, Any] = Field(default_factory=dict)
+
+
+def _seq(event_id: str) -> int:
+    return int(event_id.rsplit("_", 1)[-1])
 
 
 def _local(value: datetime, zone: ZoneInfo) -> str:
@@ -78,19 +83,19 @@ async def run_simulation(policy_file: Path, ticket: Ticket, events: list[SimEven
     """Return the printed schedule, one line per decision, in the route calendar's local time."""
     policy = load_policy_file(policy_file)
     settings = Settings(policy_path=policy_file, _env_file=None)
-    sent: list[tuple[datetime, str]] = []  # (when, line), appended as activities run
+    sent: list[tuple[datetime, int, str]] = []  # (when, event sequence, line), appended as activities run
 
     @activity.defn(name="notify")
     async def notify(request: DeliverInput) -> DeliveryResult:
         e = request.event
         who = ", ".join(p.id for p in e.recipients) or "-"
-        sent.append((e.occurred_at, f"NOTIFY {e.type} to {who} [{e.rule or 'action'}] {e.reason}"))
+        sent.append((e.occurred_at, _seq(e.id), f"NOTIFY {e.type} to {who} [{e.rule or 'action'}] {e.reason}"))
         return DeliveryResult(webhook_id=e.id, endpoint=request.endpoint.name, status_code=200, attempt=1)
 
     @activity.defn(name="cc_department_heads")
     async def cc(request: DeliverInput) -> DeliveryResult:
         e = request.event
-        sent.append((e.occurred_at, f"CC {', '.join(p.id for p in e.cc)} [{e.rule}] {e.reason}"))
+        sent.append((e.occurred_at, _seq(e.id), f"CC {', '.join(p.id for p in e.cc)} [{e.rule}] {e.reason}"))
         return DeliveryResult(webhook_id=e.id, endpoint=request.endpoint.name, status_code=200, attempt=1)
 
     @activity.defn(name="reassign")
@@ -136,7 +141,8 @@ async def run_simulation(policy_file: Path, ticket: Ticket, events: list[SimEven
                 try:
                     await handle.execute_update(event.action, model.model_validate(event.payload))
                 except WorkflowUpdateFailedError as err:
-                    sent.append((clock, f"REFUSED {event.action}: {err.cause}"))
+                    reason = err.cause.message if isinstance(err.cause, ApplicationError) else str(err.cause)
+                    sent.append((clock, 0, f"REFUSED {event.action}: {reason}"))
             end = opened + timedelta(days=days)
             if end > clock:
                 await env.sleep(end - clock)
@@ -147,13 +153,14 @@ async def run_simulation(policy_file: Path, ticket: Ticket, events: list[SimEven
 
     route_calendar = next(e.detail["calendar"] for e in timeline.events if e.kind == "routed")
     zone = ZoneInfo(policy.calendars[route_calendar].timezone)
-    rows: list[tuple[datetime, int, str]] = [
-        (e.at, 0, f"{e.kind}: {_describe(e.kind, e.detail, zone)}")
-        for e in timeline.events
+    # Same-instant ties: the workflow's decisions in their own order, then what they sent, by sequence.
+    rows: list[tuple[datetime, int, int, str]] = [
+        (e.at, 0, index, f"{e.kind}: {_describe(e.kind, e.detail, zone)}")
+        for index, e in enumerate(timeline.events)
         if not e.kind.startswith("notification")
     ]
-    rows += [(at, 1, text) for at, text in sent]  # same-instant ties keep the workflow's order below
-    for at, _, text in sorted(rows, key=lambda r: (r[0], r[1], r[2])):
+    rows += [(at, 1, seq, text) for at, seq, text in sent]
+    for at, _, _, text in sorted(rows, key=lambda r: (r[0], r[1], r[2])):
         lines.append(f"{_local(at, zone)} | {text}")
     return lines
 

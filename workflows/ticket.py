@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -87,6 +87,7 @@ POLICY_OPTIONS: dict[str, Any] = {
     "start_to_close_timeout": timedelta(seconds=10),
     "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=5),
 }
+_UNSET = object()
 SYSTEM = Actor(id="escalation-policy", role="system")
 
 
@@ -96,7 +97,8 @@ class TicketEscalation:
     def __init__(self, ticket: Ticket) -> None:
         self._ticket = ticket.model_copy(update={"carried_state": None})
         self._snap: TicketSnapshot | None = ticket.carried_state
-        self._woken = False
+        self._woken = False  # set by actions: the schedule may have changed, re-plan now
+        self._published: dict[str, Any] = {}
         self._effects: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ main loop
@@ -480,7 +482,11 @@ class TicketEscalation:
     async def _run_reassign(self, request: ReassignInput) -> None:
         try:
             await workflow.execute_activity(
-                "reassign", request, summary=f"reassign to {request.queue}", **NOTIFY_OPTIONS
+                "reassign",
+                request,
+                summary=f"reassign to {request.queue}",
+                activity_id=request.idempotency_key,
+                **NOTIFY_OPTIONS,
             )
             self._record("helpdesk_updated", detail={"queue": request.queue, "agent": request.agent})
         except ActivityError as err:
@@ -496,25 +502,32 @@ class TicketEscalation:
                 detail=detail or {},
             )
         )
-        self._woken = True
 
     def _publish(self) -> None:
         """Mirror the ticket onto its search attributes (visible and queryable in the Web UI)."""
         snap = self.snap
         deadlines = [c.deadline for c in snap.clocks.values() if sla.is_running(c) and c.deadline]
+        values: list[tuple[SearchAttributeKey[Any], Any]] = [
+            (sa.TICKET_TIER, snap.tier),
+            (sa.TICKET_STATE, snap.state.value),
+            (sa.TICKET_PRIORITY, snap.priority.value),
+            (sa.TICKET_CHANNEL, self._ticket.channel.value),
+            (sa.TICKET_CATEGORY, self._ticket.category),
+            (sa.TICKET_DEPARTMENT, snap.department),
+            (sa.TICKET_ASSIGNEE, snap.assignee),
+            (sa.SLA_BREACHED, snap.breaches > 0),  # sticky: it breached at some tier
+            (sa.ESCALATION_COUNT, snap.escalations),
+            (sa.NEXT_SLA_DEADLINE, min(deadlines, default=None)),
+        ]
+        # Only what changed: every upsert is a history event.
+        changed = [(key, value) for key, value in values if self._published.get(key.name, _UNSET) != value]
+        if not changed:
+            return
         updates: list[SearchAttributeUpdate[Any]] = [
-            sa.TICKET_TIER.value_set(snap.tier),
-            sa.TICKET_STATE.value_set(snap.state.value),
-            sa.TICKET_PRIORITY.value_set(snap.priority.value),
-            sa.TICKET_CHANNEL.value_set(self._ticket.channel.value),
-            sa.TICKET_CATEGORY.value_set(self._ticket.category),
-            sa.TICKET_DEPARTMENT.value_set(snap.department),
-            sa.TICKET_ASSIGNEE.value_set(snap.assignee or ""),
-            sa.SLA_BREACHED.value_set(snap.breaches > 0),  # sticky: it breached at some tier
-            sa.ESCALATION_COUNT.value_set(snap.escalations),
-            sa.NEXT_SLA_DEADLINE.value_set(min(deadlines)) if deadlines else sa.NEXT_SLA_DEADLINE.value_unset(),
+            key.value_unset() if value is None else key.value_set(value) for key, value in changed
         ]
         workflow.upsert_search_attributes(updates)
+        self._published.update({key.name: value for key, value in changed})
 
     # ------------------------------------------------------------------ actions
     def _check(self, name: str, action: Any) -> None:
@@ -569,6 +582,7 @@ class TicketEscalation:
     def _apply(self, name: str, action: Any) -> None:
         getattr(self, f"_do_{name}")(action)
         self._publish()
+        self._woken = True
 
     def _do_acknowledge(self, a: Acknowledge) -> None:
         snap, now = self.snap, workflow.now()
