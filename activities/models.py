@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from config.policy import Endpoint, Policy
+from config.policy import Endpoint
 
 
 class ActivityMessage(BaseModel):
@@ -18,11 +18,17 @@ class LoadPolicyInput(ActivityMessage):
 
 
 class PolicySnapshot(ActivityMessage):
-    """The policy a ticket runs under, frozen into its history by the activity's result."""
+    """The policy a ticket runs under, frozen into its history by the (local) activity's result.
 
-    policy: Policy
+    `document` is the validated policy as JSON data; the workflow turns it back into a `Policy`
+    through `config.policy.policy_from_snapshot`, which validates each fingerprint once per worker
+    process and shares the result between tickets.
+    """
+
     version: str = Field(description="author's version label + content fingerprint")
+    fingerprint: str
     source: str
+    document: dict[str, Any]
 
 
 class Person(ActivityMessage):

@@ -53,10 +53,25 @@ class TicketActivities:
     def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
         self._settings = settings
         self._http = http
+        self._policy_cache: tuple[tuple[str, int, int, int], PolicySnapshot] | None = None
 
     @activity.defn(name="load_policy")
     async def load_policy(self, request: LoadPolicyInput) -> PolicySnapshot:
-        """Read and validate the policy file now; the result is frozen into the ticket's history."""
+        """Read and validate the policy file now; the result is frozen into the ticket's history.
+
+        Parsed once per version of the file (path, modification time, size) and holiday year, so
+        an edit is picked up by the next ticket without re-reading YAML for every ticket.
+        """
+        path = self._settings.policy_path
+        stat = path.stat() if path.exists() else None
+        key = (str(path), stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0, request.opened_at.year)
+        if self._policy_cache is not None and self._policy_cache[0] == key:
+            return self._policy_cache[1]
+        snapshot = self._read_policy(request)
+        self._policy_cache = (key, snapshot)
+        return snapshot
+
+    def _read_policy(self, request: LoadPolicyInput) -> PolicySnapshot:
         policy = load_policy_file(self._settings.policy_path)
         year = request.opened_at.year
         policy = resolve_holidays(policy, range(year - 1, year + 3))
@@ -65,10 +80,12 @@ class TicketActivities:
             policy = policy.model_copy(
                 update={"notifications": policy.notifications.model_copy(update={"endpoints": [endpoint]})}
             )
+        fingerprint = policy.fingerprint()
         return PolicySnapshot(
-            policy=policy,
-            version=f"{policy.version}+{policy.fingerprint()}",
+            version=f"{policy.version}+{fingerprint}",
+            fingerprint=fingerprint,
             source=self._settings.policy_path.name,
+            document=policy.model_dump(mode="json"),
         )
 
     async def _deliver(self, request: DeliverInput) -> DeliveryResult:

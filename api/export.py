@@ -137,6 +137,16 @@ def entries_from_history(history: WorkflowHistory) -> list[Entry]:
                 error=a.failure.message,
                 **{k: v for k, v in info.items() if k in ("event_id", "event_type", "endpoint")},
             )
+        elif t == EventType.EVENT_TYPE_MARKER_RECORDED:
+            a = ev.marker_recorded_event_attributes
+            if a.marker_name == "core_local_activity":  # load_policy runs as a local activity
+                data = _first(a.details["data"]) if "data" in a.details else {}
+                result = _first(a.details["result"]) if "result" in a.details else None
+                name = (data or {}).get("activity_type", "local_activity")
+                extra = {}
+                if name == "load_policy" and isinstance(result, dict):
+                    extra = {"policy_version": result.get("version"), "policy_source": result.get("source")}
+                add(ev, f"{name}_completed", attempts=(data or {}).get("attempt", 1), local=True, **extra)
         elif t == EventType.EVENT_TYPE_TIMER_STARTED:
             a = ev.timer_started_event_attributes
             add(

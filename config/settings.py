@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     temporal_tls_ca: Path | None = None
     temporal_api_key: SecretStr | None = None
     task_queue: str = "escalations"
+    workflow_sandbox: bool = Field(
+        default=True,
+        description="run workflows in Temporal's sandbox (guards determinism); off: ~1.5x tickets/s, see README",
+    )
 
     # Embedded dev server.
     data_dir: Path = REPO_ROOT / ".data"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 import pydantic
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.ticket_activities import TicketActivities
 from config.settings import Settings
@@ -14,6 +15,7 @@ from workflows.ticket import TicketEscalation
 
 def build_worker(client: Client, settings: Settings, http: httpx.AsyncClient, task_queue: str | None = None) -> Worker:
     activities = TicketActivities(settings, http)
+    runner = SandboxedWorkflowRunner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner()
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
@@ -22,6 +24,7 @@ def build_worker(client: Client, settings: Settings, http: httpx.AsyncClient, ta
         # A ticket started with invalid input fails at once with the validation message.
         workflow_failure_exception_types=[pydantic.ValidationError],
         max_concurrent_activities=100,
+        workflow_runner=runner,
     )
 
 

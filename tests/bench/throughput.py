@@ -1,0 +1,287 @@
+"""Benchmark: tickets per second and breach-notification lateness, against a bare workflow.
+
+    ./dev bench [--tickets 1000]
+
+On one in-memory dev server, in one run: N tickets through open -> acknowledge -> resolve, N tickets
+through a first-response breach (SLA of a few seconds, the webhook delivered to a receiver on
+127.0.0.1), and the same counts through `BareTicket`. Prints tickets/s, the ratio to the bare
+workflow, lateness p50/p99 (arrival at the receiver minus the deadline) and worker memory per open
+ticket. Figures, not assertions: see the README's Benchmark section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from api.client import TicketClient
+from tests.bench.bare import BareTicket, bare_notify
+from tests.conftest import make_settings, policy_doc
+from tests.receiver import start_receiver
+from workers.connection import binary
+from workers.logs import configure
+from workers.worker import build_worker
+from workflows import search_attributes as sa
+from workflows.models import Ticket
+
+AGENT = {"actor": {"id": "ann", "role": "agent"}}
+SLA_SECONDS = 6
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def bench_policy() -> dict[str, Any]:
+    doc = policy_doc(reopen_window="PT0S")
+    for tier in doc["sla"].values():
+        for targets in tier.values():
+            targets.update(first_response=f"PT{SLA_SECONDS}S", resolution="PT1H")
+    doc["ladders"] = {
+        "first_response": [
+            {"id": "fr-breach", "after_breach": "PT0S", "actions": [{"type": "notify", "roles": ["assignee"]}]}
+        ],
+        "resolution": [],
+    }
+    return doc
+
+
+async def run_all(n: int, concurrency: int, work: Callable[[int], Awaitable[None]]) -> float:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with gate:
+            await work(i)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return time.perf_counter() - began
+
+
+def ticket(tid: str, opened_at: datetime | None = None) -> Ticket:
+    return Ticket.model_validate(
+        {"ticket_id": tid, "subject": "bench", "customer": {"id": "c"}, "opened_at": opened_at}
+    )
+
+
+async def lifecycle_tickets(client: Client, tq: str, n: int, concurrency: int) -> float:
+    tickets, run = TicketClient(client, tq), uuid.uuid4().hex[:6]
+
+    async def one(i: int) -> None:
+        tid = f"B{run}-{i}"
+        await tickets.open(ticket(tid))
+        await tickets.act(tid, "acknowledge", AGENT)
+        await tickets.act(tid, "resolve", AGENT | {"resolution": "done"})
+        await tickets.handle(tid).result()
+
+    return n / await run_all(n, concurrency, one)
+
+
+async def lifecycle_bare(client: Client, tq: str, n: int, concurrency: int, url: str) -> float:
+    run = uuid.uuid4().hex[:6]
+
+    async def one(i: int) -> None:
+        far = datetime.now(UTC) + timedelta(hours=1)
+        handle = await client.start_workflow(
+            BareTicket.run, args=[f"b{i}", far, url], id=f"bare-{run}-{i}", task_queue=tq
+        )
+        await handle.execute_update(BareTicket.acknowledge)
+        await handle.execute_update(BareTicket.resolve)
+        await handle.result()
+
+    return n / await run_all(n, concurrency, one)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def breaches(
+    client: Client, tq: str, n: int, concurrency: int, bare: bool, url: str, arrivals: dict[str, float]
+) -> tuple[list[float], int]:
+    """Start n tickets whose first response breaches; return lateness (s) per delivered notification."""
+    run = uuid.uuid4().hex[:6]
+    tickets = TicketClient(client, tq)
+    deadlines: dict[str, float] = {}
+    before = rss_kib()
+
+    async def one(i: int) -> None:
+        tid = f"{'x' if bare else 'T'}{run}-{i}"
+        opened = datetime.now(UTC)
+        deadlines[tid] = (opened + timedelta(seconds=SLA_SECONDS)).timestamp()
+        if bare:
+            await client.start_workflow(
+                BareTicket.run,
+                args=[tid, opened + timedelta(seconds=SLA_SECONDS), url],
+                id=f"bare-{tid}",
+                task_queue=tq,
+            )
+        else:
+            await tickets.open(ticket(tid, opened))
+
+    await run_all(n, concurrency, one)
+    for _ in range(600):
+        if sum(1 for tid in deadlines if tid in arrivals) >= n:
+            break
+        await asyncio.sleep(0.1)
+    gc.collect()
+    memory = rss_kib() - before
+    lateness = [arrivals[tid] - deadlines[tid] for tid in deadlines if tid in arrivals]
+    return lateness, memory
+
+
+async def memory_per_open_workflow(
+    env: WorkflowEnvironment, kind: str, n: int, concurrency: int, policy: Path, sandbox: str, url: str
+) -> float:
+    """KiB of worker RSS per open workflow, read from a worker running alone in a child process."""
+    tq = f"mem-{kind}-{uuid.uuid4().hex[:6]}"
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.bench.worker_process",
+        "--address",
+        env.client.service_client.config.target_host,
+        "--task-queue",
+        tq,
+        "--kind",
+        kind,
+        "--policy",
+        str(policy),
+        "--sandbox",
+        sandbox,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    await child.stdout.readline()  # "ready"
+    far = datetime.now(UTC) + timedelta(hours=1)
+    tickets = TicketClient(env.client, tq)
+
+    async def start(i: int, prefix: str) -> None:
+        if kind == "bare":
+            handle = await env.client.start_workflow(
+                BareTicket.run, args=[f"m{i}", far, url], id=f"{tq}-{prefix}{i}", task_queue=tq
+            )
+            await handle.execute_update(BareTicket.acknowledge)  # proves the workflow is loaded and cached
+        else:
+            tid = f"{tq}-{prefix}{i}"
+            await tickets.open(ticket(tid))
+            await tickets.act(tid, "acknowledge", AGENT)
+
+    await run_all(50, concurrency, lambda i: start(i, "w"))  # warm-up: imports, caches, pools
+    await asyncio.sleep(1)
+    before = rss_of(child.pid)
+    await run_all(n, concurrency, lambda i: start(i, "m"))
+    await asyncio.sleep(1)
+    after = rss_of(child.pid)
+    child.terminate()
+    await child.wait()
+    return (after - before) / n
+
+
+def rss_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tickets", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    args = parser.parse_args()
+    n, conc = args.tickets, args.concurrency
+    configure("console", "WARNING")  # per-delivery info lines would dominate the run
+
+    receiver = start_receiver()
+    arrivals: dict[str, float] = {}
+    original = receiver.answer
+
+    def stamp(req: Any) -> int:
+        if req.path in ("/events", "/bare"):
+            arrivals.setdefault(req.json()["ticket_id"], time.time())
+        return original(req)
+
+    receiver.answer = stamp  # type: ignore[method-assign]
+    policy = Path(tempfile.mkdtemp()) / "bench-policy.yaml"
+    policy.write_text(yaml.safe_dump(bench_policy()))
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=str(binary("temporal")),
+        search_attributes=sa.ALL,
+        dev_server_log_level="error",
+    )
+    try:
+        print(f"{n} tickets per measurement, concurrency {conc}, one in-memory dev server, {os.cpu_count()} cores")
+        async with httpx.AsyncClient() as http:
+            tq = f"bench-{uuid.uuid4().hex[:6]}"
+            sandboxed = build_worker(env.client, make_settings(policy, receiver), http, task_queue=tq)
+            unsandboxed = build_worker(
+                env.client,
+                make_settings(policy, receiver).model_copy(update={"workflow_sandbox": False}),
+                http,
+                task_queue=tq + "-nosandbox",
+            )
+            bare_worker = Worker(
+                env.client,
+                task_queue=tq + "-bare",
+                workflows=[BareTicket],
+                activities=[bare_notify],
+                max_concurrent_activities=100,
+            )
+            async with sandboxed, unsandboxed, bare_worker:
+                await lifecycle_bare(env.client, tq + "-bare", min(n, 50), conc, receiver.url)  # warm-up
+                await lifecycle_tickets(env.client, tq, min(n, 50), conc)
+                await lifecycle_tickets(env.client, tq + "-nosandbox", min(n, 50), conc)
+                bare_rate = await lifecycle_bare(env.client, tq + "-bare", n, conc, receiver.url)
+                ticket_rate = await lifecycle_tickets(env.client, tq, n, conc)
+                fast_rate = await lifecycle_tickets(env.client, tq + "-nosandbox", n, conc)
+                print("open -> acknowledge -> resolve (tickets/s):")
+                print(
+                    f"  bare workflow {bare_rate:.1f}; tickets {ticket_rate:.1f} (ratio {ticket_rate / bare_rate:.2f})"
+                )
+                print(f"  tickets without sandbox {fast_rate:.1f} (ratio {fast_rate / bare_rate:.2f})")
+                bare_late, _ = await breaches(env.client, tq + "-bare", n, conc, True, f"{receiver.url}/bare", arrivals)
+                late, _ = await breaches(env.client, tq, n, conc, False, receiver.url, arrivals)
+                print(f"first-response breach ({SLA_SECONDS}s SLA) -> webhook received, lateness after the deadline:")
+                print(
+                    f"  bare p50 {statistics.median(bare_late):.2f}s p99 {percentile(bare_late, 0.99):.2f}s "
+                    f"({len(bare_late)}/{n}); tickets p50 {statistics.median(late):.2f}s "
+                    f"p99 {percentile(late, 0.99):.2f}s ({len(late)}/{n}); "
+                    f"p50 ratio {statistics.median(late) / statistics.median(bare_late):.2f}, "
+                    f"p99 ratio {percentile(late, 0.99) / percentile(bare_late, 0.99):.2f}"
+                )
+        mem_bare = await memory_per_open_workflow(env, "bare", n, conc, policy, "on", f"{receiver.url}/bare")
+        mem_ticket = await memory_per_open_workflow(env, "ticket", n, conc, policy, "on", receiver.url)
+        mem_fast = await memory_per_open_workflow(env, "ticket", n, conc, policy, "off", receiver.url)
+        print(f"worker memory per open workflow (RSS growth of a worker process holding {n} open, cached):")
+        print(f"  bare {mem_bare:.1f} KiB; ticket {mem_ticket:.1f} KiB; ticket without sandbox {mem_fast:.1f} KiB")
+    finally:
+        await env.shutdown()
+        receiver.server.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
