@@ -54,9 +54,13 @@ def test_run_brings_up_server_ui_worker_and_api_and_tickets_survive_a_restart(tm
         "ESCALATIONS_API_PORT": free_port(),
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("ESCALATIONS_")}
+    secret = "whsec_c2VjcmV0LXRoYXQtbXVzdC1uZXZlci1iZS1sb2dnZWQtMTIzNDU2"
     env |= {k: str(v) for k, v in ports.items()} | {
         "ESCALATIONS_DATA_DIR": str(tmp_path / "data"),
         "ESCALATIONS_POLICY_PATH": "config/policies/demo.yaml",
+        "ESCALATIONS_WEBHOOK_SECRET": secret,
+        "ESCALATIONS_HELPDESK_TOKEN": "helpdesk-token-never-logged",
+        "ESCALATIONS_LOG_LEVEL": "DEBUG",
     }
     api = f"http://127.0.0.1:{ports['ESCALATIONS_API_PORT']}"
     process = start(env)
@@ -76,6 +80,8 @@ def test_run_brings_up_server_ui_worker_and_api_and_tickets_survive_a_restart(tm
         code, output = stop(process)
     assert code == 0, output
     assert '"event": "worker.stopped"' in output and '"event": "devserver.stopped"' in output
+    assert secret not in output and "helpdesk-token-never-logged" not in output
+    assert "webhooks.dev_secret" not in output  # a real secret was set: no development warning
     assert (tmp_path / "data" / "temporal.db").exists()
 
     process = start(env)  # the same SQLite file: the ticket is still there, still running
