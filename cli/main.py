@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -271,5 +272,15 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
+def run() -> None:
+    """Console entry point. Exits without interpreter finalization, after flushing: the Temporal
+    SDK's native threads can abort a finishing interpreter (sdk-python #300, 'PyGILState_Release'),
+    which would turn a successful command into a crash report."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

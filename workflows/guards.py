@@ -7,7 +7,9 @@ returns silently or raises `Rejected`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from config.policy import Policy, Role
 from workflows.models import (
@@ -213,3 +215,25 @@ def check_decide_approval(snap: TicketSnapshot, policy: Policy, action: DecideAp
 
 def within_authority(policy: Policy, action: RequestApproval) -> bool:
     return policy.permission(action.actor.role).authority_limit >= action.amount
+
+
+_CHECKS: dict[str, Callable[[TicketSnapshot, Policy, Any], None]] = {
+    "acknowledge": check_acknowledge,
+    "reassign": check_reassign,
+    "pending_customer": check_pending_customer,
+    "customer_replied": check_customer_replied,
+    "confirm_solved": check_confirm_solved,
+    "change_priority": check_change_priority,
+    "resolve": check_resolve,
+    "reopen": check_reopen,
+    "request_approval": check_request_approval,
+    "decide_approval": check_decide_approval,
+}
+
+
+def check(name: str, snap: TicketSnapshot, policy: Policy, action: Any, now: datetime) -> None:
+    """Run the guard of action `name`; raises `Rejected` with the field and the reason."""
+    if name == "escalate":
+        check_escalate(snap, policy, action, now)
+    else:
+        _CHECKS[name](snap, policy, action)

@@ -8,7 +8,6 @@ deterministic only, time from `workflow.now()`, no I/O, no randomness, no mutabl
 """
 
 import asyncio
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -489,22 +488,7 @@ class TicketMachine:
 
     # ------------------------------------------------------------------ actions
     def _check(self, name: str, action: Any) -> None:
-        checks: dict[str, Callable[..., None]] = {
-            "acknowledge": guards.check_acknowledge,
-            "reassign": guards.check_reassign,
-            "pending_customer": guards.check_pending_customer,
-            "customer_replied": guards.check_customer_replied,
-            "confirm_solved": guards.check_confirm_solved,
-            "change_priority": guards.check_change_priority,
-            "resolve": guards.check_resolve,
-            "reopen": guards.check_reopen,
-            "request_approval": guards.check_request_approval,
-            "decide_approval": guards.check_decide_approval,
-        }
-        if name == "escalate":
-            guards.check_escalate(self.snap, self.policy, action, workflow.now())
-        else:
-            checks[name](self.snap, self.policy, action)
+        guards.check(name, self.snap, self.policy, action, workflow.now())
 
     def _validate(self, name: str, action: Any) -> None:
         """Update validator: refuse with 'field: reason'; mutates nothing and writes no history."""
