@@ -122,7 +122,8 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
             if err.status == RPCStatusCode.NOT_FOUND:
                 raise HTTPException(404, "no such ticket") from None
             if err.status == RPCStatusCode.FAILED_PRECONDITION:
-                raise HTTPException(409, f"the ticket's workflow is closed: {err.message}") from None
+                # Closed, or its workflow task is failing: either way it cannot take this now.
+                raise HTTPException(409, f"the ticket cannot take this now: {err.message}") from None
             raise
         except WorkflowQueryFailedError as err:
             raise HTTPException(409, f"the ticket cannot answer: {err.message}") from None

@@ -75,6 +75,20 @@ POLICY_OPTIONS: dict[str, Any] = {
     "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=5),
 }
 _UNSET = object()
+_LOGGED_AT_INFO = frozenset(
+    {
+        "routed",
+        "sla_breached",
+        "escalated",
+        "reassigned",
+        "resolved",
+        "reopened",
+        "action_rejected",
+        "notification_failed",
+        "helpdesk_update_failed",
+        "approval_timed_out",
+    }
+)
 SYSTEM = Actor(id="escalation-policy", role="system")
 
 
@@ -459,6 +473,9 @@ class TicketMachine:
                 detail=detail or {},
             )
         )
+        # workflow.logger is replay-aware (silent while replaying) and adds the workflow's ids.
+        log = workflow.logger.info if kind in _LOGGED_AT_INFO else workflow.logger.debug
+        log("ticket %s: %s", self._ticket.ticket_id, kind, extra={"ticket_id": self._ticket.ticket_id, "kind": kind})
 
     def _publish(self) -> None:
         """Mirror the ticket onto its search attributes (visible and queryable in the Web UI)."""
