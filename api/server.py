@@ -302,7 +302,9 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
             action = str(event.data.get("action", ""))
             if action not in ACTIONS:
                 raise HTTPException(422, f"data.action: unknown action {action!r}")
-            await tickets.signal(str(event.data.get("ticket_id", "")), action, event.data.get("payload", {}))
+            await guard_missing(
+                tickets.signal(str(event.data.get("ticket_id", "")), action, event.data.get("payload", {}))
+            )
             return {"accepted": True}
         except (ValidationError, json.JSONDecodeError) as err:
             raise HTTPException(422, str(err)) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -175,9 +176,6 @@ async def test_refused_actions_give_409_or_422_with_the_reason_and_change_nothin
 
 async def test_inbound_webhooks_refuse_forgeries_and_replays(api: Api) -> None:
     body = new_ticket()
-    payload = yaml.safe_dump({"type": "ticket.created", "data": body})  # JSON is YAML; keep it plain JSON:
-    import json
-
     payload = json.dumps({"type": "ticket.created", "data": body})
     good = sign_headers(INBOUND_SECRET, "msg_in_1", payload)
     forged = sign_headers("whsec_" + "Zm9yZ2VkLXNlY3JldC1mb3ItdGVzdGluZy0xMjM0NTY=", "msg_in_2", payload)
@@ -189,6 +187,22 @@ async def test_inbound_webhooks_refuse_forgeries_and_replays(api: Api) -> None:
     assert forged_answer.status_code == 401 and "signature" in forged_answer.json()["detail"]
     assert stale_answer.status_code == 401
     assert good_answer.status_code == 202 and good_answer.json()["created"] is True
+
+    action = json.dumps(
+        {
+            "type": "ticket.action",
+            "data": {"ticket_id": body["ticket_id"], "action": "customer_replied", "payload": {"note": "more detail"}},
+        }
+    )
+    unknown = json.dumps({"type": "ticket.action", "data": {"ticket_id": "NOPE-9", "action": "customer_replied"}})
+    async with httpx.AsyncClient(base_url=api.url) as http:
+        sent = await http.post(
+            "/webhooks/helpdesk", content=action, headers=sign_headers(INBOUND_SECRET, "msg_in_4", action)
+        )
+        missing = await http.post(
+            "/webhooks/helpdesk", content=unknown, headers=sign_headers(INBOUND_SECRET, "msg_in_5", unknown)
+        )
+    assert sent.status_code == 202 and missing.status_code == 404
 
 
 async def test_list_and_search_paged(api: Api) -> None:
