@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Generator
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import structlog
@@ -27,7 +28,7 @@ from activities.webhooks import WebhookVerificationError, verify
 from api.auth import Caller, KeyRing
 from api.client import ActionRefused, TicketClient
 from api.export import render_timeline
-from config.policy import Priority
+from config.policy import Channel, Priority
 from config.settings import Settings
 from workflows.models import ACTIONS, State, Ticket, TicketStatus, Timeline, workflow_id_for
 
@@ -160,6 +161,10 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
         department: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = None,
         assignee: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.@-]{1,128}$")] = None,
         breached: bool | None = None,
+        channel: Channel | None = None,
+        category: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = None,
+        min_escalations: Annotated[int | None, Query(ge=0, le=1000)] = None,
+        deadline_before: Annotated[datetime | None, Query(description="next SLA deadline before (RFC 3339)")] = None,
         page_size: Annotated[int, Query(ge=1, le=500)] = 50,
         page_token: Annotated[str | None, Query(max_length=4096)] = None,
     ) -> TicketPage:
@@ -177,6 +182,18 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
             clauses.append(f"TicketAssignee = '{assignee}'")
         if breached is not None:
             clauses.append(f"SlaBreached = {'true' if breached else 'false'}")
+        if channel is not None:
+            clauses.append(f"TicketChannel = '{channel.value}'")
+        if category is not None:
+            clauses.append(f"TicketCategory = '{category}'")
+        if min_escalations is not None:
+            clauses.append(f"EscalationCount >= {min_escalations}")
+        if deadline_before is not None:
+            if deadline_before.tzinfo is None:
+                raise HTTPException(
+                    422, [{"loc": ["query", "deadline_before"], "msg": "needs a UTC offset", "type": "value_error"}]
+                )
+            clauses.append(f"NextSlaDeadline < '{deadline_before.astimezone(UTC).isoformat()}'")
         token = pages.open(page_token) if page_token else None
         if page_token and token is None:
             raise HTTPException(

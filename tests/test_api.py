@@ -221,10 +221,24 @@ async def test_list_and_search_paged(api: Api) -> None:
             )
         ).json()
         bad = await http.get("/tickets", params={"tier": 99})
+        soon = datetime.now(UTC) + timedelta(days=2)
+        filtered = (
+            await http.get(
+                "/tickets",
+                params={
+                    "category": category,
+                    "channel": "web",
+                    "min_escalations": 0,
+                    "deadline_before": soon.isoformat(),
+                },
+            )
+        ).json()
+        naive = await http.get("/tickets", params={"deadline_before": "2030-01-01T00:00:00"})
     assert len(page["tickets"]) == 2 and second["tickets"]
     assert {t["ticket_id"] for t in page["tickets"]}.isdisjoint({t["ticket_id"] for t in second["tickets"]})
     assert all(t["department"] == "support" for t in page["tickets"] + second["tickets"])
-    assert bad.status_code == 422
+    assert bad.status_code == 422 and naive.status_code == 422
+    assert len(filtered["tickets"]) == 3 and {t["department"] for t in filtered["tickets"]} == {"support"}
 
 
 async def test_openapi_fuzz_finds_no_server_error(api: Api, tmp_path: Path) -> None:
