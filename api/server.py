@@ -169,31 +169,24 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
         page_token: Annotated[str | None, Query(max_length=4096)] = None,
     ) -> TicketPage:
         """Search by the contract's search attributes, paged (values are validated, never spliced raw)."""
-        clauses = []
-        if tier is not None:
-            clauses.append(f"TicketTier = {tier}")
-        if state is not None:
-            clauses.append(f"TicketState = '{state.value}'")
-        if priority is not None:
-            clauses.append(f"TicketPriority = '{priority.value}'")
-        if department is not None:
-            clauses.append(f"TicketDepartment = '{department}'")
-        if assignee is not None:
-            clauses.append(f"TicketAssignee = '{assignee}'")
-        if breached is not None:
-            clauses.append(f"SlaBreached = {'true' if breached else 'false'}")
-        if channel is not None:
-            clauses.append(f"TicketChannel = '{channel.value}'")
-        if category is not None:
-            clauses.append(f"TicketCategory = '{category}'")
-        if min_escalations is not None:
-            clauses.append(f"EscalationCount >= {min_escalations}")
-        if deadline_before is not None:
-            if deadline_before.tzinfo is None:
-                raise HTTPException(
-                    422, [{"loc": ["query", "deadline_before"], "msg": "needs a UTC offset", "type": "value_error"}]
-                )
-            clauses.append(f"NextSlaDeadline < '{deadline_before.astimezone(UTC).isoformat()}'")
+        if deadline_before is not None and deadline_before.tzinfo is None:
+            raise HTTPException(
+                422, [{"loc": ["query", "deadline_before"], "msg": "needs a UTC offset", "type": "value_error"}]
+            )
+        # Every value is an int, an enum, a bool, a datetime or a pattern-checked string: safe to quote.
+        filters: list[tuple[str, object]] = [
+            ("TicketTier = {}", tier),
+            ("TicketState = '{}'", state.value if state else None),
+            ("TicketPriority = '{}'", priority.value if priority else None),
+            ("TicketDepartment = '{}'", department),
+            ("TicketAssignee = '{}'", assignee),
+            ("SlaBreached = {}", None if breached is None else str(breached).lower()),
+            ("TicketChannel = '{}'", channel.value if channel else None),
+            ("TicketCategory = '{}'", category),
+            ("EscalationCount >= {}", min_escalations),
+            ("NextSlaDeadline < '{}'", deadline_before.astimezone(UTC).isoformat() if deadline_before else None),
+        ]
+        clauses = [template.format(value) for template, value in filters if value is not None]
         token = pages.open(page_token) if page_token else None
         if page_token and token is None:
             raise HTTPException(

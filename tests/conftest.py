@@ -16,6 +16,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from api.client import TicketClient
 from config.settings import DEFAULT_POLICY, Settings
 from tests.receiver import Receiver, start_receiver
 from workers.connection import binary, register_search_attributes
@@ -91,13 +92,14 @@ def make_settings(policy_path: Path, receiver: Receiver | None) -> Settings:
 
 
 class Harness:
-    """A worker on a fresh task queue, plus helpers to start tickets on it."""
+    """A worker on a fresh task queue, and a ticket client for it."""
 
     def __init__(self, client: Client, worker: Worker, task_queue: str, settings: Settings) -> None:
         self.client = client
         self.worker = worker
         self.task_queue = task_queue
         self.settings = settings
+        self.tickets = TicketClient(client, task_queue)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import yaml
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
-from api.client import ActionRefused, TicketClient
+from api.client import ActionRefused
 from tests.conftest import policy_doc
 from tests.helpers import AGENT, LEAD, MANAGER, ticket, until, without_elapsed
 from tests.receiver import Receiver
@@ -21,7 +21,7 @@ async def test_refused_updates_leave_the_ticket_unchanged(
     ts_env: WorkflowEnvironment, receiver: Receiver, make_harness: Any
 ) -> None:
     async with make_harness(ts_env, receiver) as h:
-        tickets = TicketClient(h.client, h.task_queue)
+        tickets = h.tickets
         t = ticket()
         await tickets.open(t)
         await ts_env.sleep(timedelta(hours=1))
@@ -51,7 +51,7 @@ async def test_refused_signals_are_recorded_and_change_nothing(
     ts_env: WorkflowEnvironment, receiver: Receiver, make_harness: Any
 ) -> None:
     async with make_harness(ts_env, receiver) as h:
-        tickets = TicketClient(h.client, h.task_queue)
+        tickets = h.tickets
         t = ticket()
         await tickets.open(t)
         await ts_env.sleep(timedelta(hours=1))
@@ -77,7 +77,7 @@ async def test_manual_escalations_functional_then_hierarchical(
     ts_env: WorkflowEnvironment, receiver: Receiver, make_harness: Any
 ) -> None:
     async with make_harness(ts_env, receiver) as h:
-        tickets = TicketClient(h.client, h.task_queue)
+        tickets = h.tickets
         t = ticket(category="account")
         await tickets.open(t)
         await tickets.act(t.ticket_id, "acknowledge", {"actor": AGENT})
@@ -104,7 +104,7 @@ async def test_priority_change_recomputes_deadlines_from_the_open_time(
     ts_env: WorkflowEnvironment, receiver: Receiver, make_harness: Any
 ) -> None:
     async with make_harness(ts_env, receiver) as h:
-        tickets = TicketClient(h.client, h.task_queue)
+        tickets = h.tickets
         t = ticket(priority="low")
         await tickets.open(t)
         start = (await tickets.status(t.ticket_id)).clocks[0].started_at
@@ -129,7 +129,7 @@ async def test_tier0_self_service_confirmed_or_expired(
     ts_env: WorkflowEnvironment, receiver: Receiver, make_harness: Any
 ) -> None:
     async with make_harness(ts_env, receiver) as h:
-        tickets = TicketClient(h.client, h.task_queue)
+        tickets = h.tickets
         solved, unsolved = ticket(category="how-to", channel="web"), ticket(category="how-to", channel="web")
         await tickets.open(solved)
         await tickets.open(unsolved)
@@ -151,7 +151,7 @@ async def test_customer_reply_in_tier0_moves_to_tier1(
     ts_env: WorkflowEnvironment, receiver: Receiver, make_harness: Any
 ) -> None:
     async with make_harness(ts_env, receiver) as h:
-        tickets = TicketClient(h.client, h.task_queue)
+        tickets = h.tickets
         t = ticket(category="how-to", channel="email")
         await tickets.open(t)
         with pytest.raises(ActionRefused, match="state: a self-service ticket already waits"):
@@ -164,7 +164,7 @@ async def test_approval_within_authority_and_escalating_when_nobody_answers(
     ts_env: WorkflowEnvironment, receiver: Receiver, make_harness: Any
 ) -> None:
     async with make_harness(ts_env, receiver) as h:
-        tickets = TicketClient(h.client, h.task_queue)
+        tickets = h.tickets
         t = ticket(category="billing")
         await tickets.open(t)
         await tickets.act(t.ticket_id, "acknowledge", {"actor": AGENT})
@@ -195,7 +195,7 @@ async def test_approval_within_authority_and_escalating_when_nobody_answers(
 
 async def test_manager_decides_an_approval(ts_env: WorkflowEnvironment, receiver: Receiver, make_harness: Any) -> None:
     async with make_harness(ts_env, receiver) as h:
-        tickets = TicketClient(h.client, h.task_queue)
+        tickets = h.tickets
         t = ticket(category="billing")
         await tickets.open(t)
         await tickets.act(
@@ -215,7 +215,7 @@ async def test_manager_decides_an_approval(ts_env: WorkflowEnvironment, receiver
 
 async def test_resolve_then_reopen(ts_env: WorkflowEnvironment, receiver: Receiver, make_harness: Any) -> None:
     async with make_harness(ts_env, receiver) as h:
-        tickets = TicketClient(h.client, h.task_queue)
+        tickets = h.tickets
         t = ticket()
         await tickets.open(t)
         with pytest.raises(ActionRefused, match="state: only a resolved ticket can be reopened"):
@@ -250,7 +250,7 @@ async def test_repeat_count_and_tier_filter(
         },
     ]
     async with make_harness(ts_env, receiver, doc) as h:
-        tickets = TicketClient(h.client, h.task_queue)
+        tickets = h.tickets
         t = ticket(priority="normal")  # first response 8h at tier 1
         await tickets.open(t)
         await ts_env.sleep(timedelta(hours=14))
@@ -263,7 +263,7 @@ async def test_policy_version_is_frozen_per_ticket(
     ts_env: WorkflowEnvironment, receiver: Receiver, make_harness: Any, write_policy: Any
 ) -> None:
     async with make_harness(ts_env, receiver) as h:
-        tickets = TicketClient(h.client, h.task_queue)
+        tickets = h.tickets
         old = ticket(priority="normal")
         await tickets.open(old)
         before = await tickets.status(old.ticket_id)

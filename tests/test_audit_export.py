@@ -9,7 +9,6 @@ from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
 
-from api.client import TicketClient
 from api.export import audit_from_history, render_timeline
 from tests.helpers import AGENT, ticket, until
 from tests.receiver import Receiver
@@ -41,7 +40,7 @@ async def test_audit_export_of_an_escalated_ticket(
     ts_env: WorkflowEnvironment, receiver: Receiver, make_harness: Any
 ) -> None:
     async with make_harness(ts_env, receiver) as h:
-        tickets = TicketClient(h.client, h.task_queue)
+        tickets = h.tickets
         t = ticket(priority="urgent")  # tier 1: first response 30 min, resolution 8 h
         await tickets.open(t)
         await ts_env.sleep(timedelta(minutes=25))

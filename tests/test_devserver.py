@@ -37,7 +37,7 @@ async def test_visibility_query_finds_a_breached_tier2_ticket(
     dev_env: WorkflowEnvironment, receiver: Receiver, make_harness: Any
 ) -> None:
     async with make_harness(dev_env, receiver, short_sla_policy()) as h:
-        tickets = TicketClient(h.client, h.task_queue)
+        tickets = h.tickets
         t = ticket(category=f"cat-{h.task_queue}")
         await tickets.open(t)
         for _ in range(100):
@@ -65,7 +65,7 @@ async def test_opening_the_same_ticket_twice_yields_one_workflow(
     dev_env: WorkflowEnvironment, make_harness: Any
 ) -> None:
     async with make_harness(dev_env, None) as h:
-        tickets = TicketClient(h.client, h.task_queue)
+        tickets = h.tickets
         t = ticket()
         first, second = await asyncio.gather(tickets.open(t), tickets.open(t))
         third = await tickets.open(t)
@@ -88,7 +88,7 @@ async def test_long_lived_ticket_continues_as_new_with_its_state(make_harness: A
     )
     try:
         async with make_harness(env, receiver) as h:
-            tickets = TicketClient(h.client, h.task_queue)
+            tickets = h.tickets
             t = ticket()
             opened = await tickets.open(t)
             await tickets.act(t.ticket_id, "acknowledge", {"actor": AGENT})

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from api.client import ActionRefused, TicketClient
+from api.client import ActionRefused
 from tests.conftest import policy_doc
 from tests.helpers import AGENT, LEAD, ticket
 
@@ -18,7 +18,7 @@ async def test_skip_level_escalation_refused_then_allowed_by_policy(
 ) -> None:
     skip = {"actor": LEAD, "kind": "hierarchical", "reason": "outage", "to_tier": 3}
     async with make_harness(ts_env, None) as h:
-        tickets = TicketClient(h.client, h.task_queue)
+        tickets = h.tickets
         t = ticket()
         await tickets.open(t)
         with pytest.raises(ActionRefused, match="to_tier: skip-level escalation to tier 3 is not allowed; next is 2"):
@@ -27,7 +27,7 @@ async def test_skip_level_escalation_refused_then_allowed_by_policy(
     doc = policy_doc()
     doc["guards"]["allow_skip_level"] = True
     async with make_harness(ts_env, None, doc) as h:
-        tickets = TicketClient(h.client, h.task_queue)
+        tickets = h.tickets
         t = ticket()
         await tickets.open(t)
         status = await tickets.act(t.ticket_id, "escalate", skip)
@@ -36,7 +36,7 @@ async def test_skip_level_escalation_refused_then_allowed_by_policy(
 
 async def test_department_ping_pong_is_capped(ts_env: WorkflowEnvironment, make_harness: Any) -> None:
     async with make_harness(ts_env, None) as h:
-        tickets = TicketClient(h.client, h.task_queue)
+        tickets = h.tickets
         t = ticket()
         await tickets.open(t)
 
@@ -54,7 +54,7 @@ async def test_department_ping_pong_is_capped(ts_env: WorkflowEnvironment, make_
 
 async def test_reassign_scope_by_role(ts_env: WorkflowEnvironment, make_harness: Any) -> None:
     async with make_harness(ts_env, None) as h:
-        tickets = TicketClient(h.client, h.task_queue)
+        tickets = h.tickets
         t = ticket()
         await tickets.open(t)
         with pytest.raises(ActionRefused, match="to_queue: role agent may reassign only within queue 'support-t1'"):
@@ -69,7 +69,7 @@ async def test_reassign_scope_by_role(ts_env: WorkflowEnvironment, make_harness:
 
 async def test_min_time_in_tier_waived_for_urgent(ts_env: WorkflowEnvironment, make_harness: Any) -> None:
     async with make_harness(ts_env, None) as h:
-        tickets = TicketClient(h.client, h.task_queue)
+        tickets = h.tickets
         t = ticket(priority="urgent")
         await tickets.open(t)
         status = await tickets.act(

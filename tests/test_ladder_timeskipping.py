@@ -8,7 +8,6 @@ from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
 
-from api.client import TicketClient
 from tests.helpers import AGENT, ticket, until
 from tests.receiver import Receiver
 from workflows.models import State
@@ -22,7 +21,7 @@ async def test_untouched_ticket_walks_the_whole_ladder(
     ts_env: WorkflowEnvironment, receiver: Receiver, make_harness: Any
 ) -> None:
     async with make_harness(ts_env, receiver) as h:
-        tickets = TicketClient(h.client, h.task_queue)
+        tickets = h.tickets
         t = ticket(priority="normal")
         began = time.perf_counter()
         await tickets.open(t)
@@ -65,7 +64,7 @@ async def test_acknowledged_then_resolved_ticket_sends_no_breach(
     ts_env: WorkflowEnvironment, receiver: Receiver, make_harness: Any
 ) -> None:
     async with make_harness(ts_env, receiver) as h:
-        tickets = TicketClient(h.client, h.task_queue)
+        tickets = h.tickets
         t = ticket(priority="high")
         await tickets.open(t)
         await ts_env.sleep(timedelta(minutes=20))
@@ -88,7 +87,7 @@ async def test_pause_and_resume_move_the_deadline_by_exactly_the_paused_time(
     ts_env: WorkflowEnvironment, receiver: Receiver, make_harness: Any
 ) -> None:
     async with make_harness(ts_env, receiver) as h:
-        tickets = TicketClient(h.client, h.task_queue)
+        tickets = h.tickets
         t = ticket(priority="normal")
         await tickets.open(t)
         await tickets.act(t.ticket_id, "acknowledge", {"actor": AGENT})

@@ -9,7 +9,6 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from temporalio.testing import WorkflowEnvironment
 
-from api.client import TicketClient
 from tests.conftest import TEST_SECRET
 from tests.helpers import ticket, until, until_async
 from tests.receiver import Receiver
@@ -20,7 +19,7 @@ async def test_events_are_signed_per_standard_webhooks(
     ts_env: WorkflowEnvironment, receiver: Receiver, make_harness: Any
 ) -> None:
     async with make_harness(ts_env, receiver) as h:
-        tickets = TicketClient(h.client, h.task_queue)
+        tickets = h.tickets
         t = ticket(priority="urgent")
         await tickets.open(t)
         await ts_env.sleep(timedelta(minutes=31))  # warning at 22.5 min, breach at 30 min
@@ -47,7 +46,7 @@ async def test_a_5xx_is_retried_and_reaches_an_idempotent_receiver_once(
 ) -> None:
     receiver.fail_next = 2  # the first two attempts get 503
     async with make_harness(ts_env, receiver) as h:
-        tickets = TicketClient(h.client, h.task_queue)
+        tickets = h.tickets
         t = ticket()
         await tickets.open(t)
         await tickets.act(t.ticket_id, "resolve", {"actor": {"id": "ann", "role": "agent"}, "resolution": "done"})
@@ -70,7 +69,7 @@ async def test_a_4xx_is_not_retried_recorded_and_the_ticket_runs_on(
 ) -> None:
     receiver.status_for_type["sla.warning"] = 410
     async with make_harness(ts_env, receiver) as h:
-        tickets = TicketClient(h.client, h.task_queue)
+        tickets = h.tickets
         t = ticket(priority="urgent")
         await tickets.open(t)
         await ts_env.sleep(timedelta(minutes=31))
