@@ -10,9 +10,10 @@ Read top to bottom:
      receiver never delays a deadline; their outcome lands on the timeline.
   4. Once resolved, the ticket waits out the policy's reopen window, then returns its summary.
 
-The decisions live in `workflows/machine.py` (state changes) and in pure modules (clock, sla,
-routing, guards, notices); this file is the Temporal surface: handlers, queries and the loop. It is
-kept small on purpose: the sandbox re-executes it for every ticket.
+The decisions, and the contract's signal/update/query handlers, live in `workflows/machine.py`
+(imported once per worker through passthrough; this class inherits them), the arithmetic in pure
+modules (clock, sla, routing, guards, notices). This file is the workflow definition and its main
+loop, kept small on purpose: the sandbox re-executes it for every ticket.
 """
 
 from __future__ import annotations
@@ -27,21 +28,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.machine import POLICY_OPTIONS, TicketMachine
     from workflows.models import (
         WORKFLOW_TYPE,
-        Acknowledge,
-        ChangePriority,
-        ConfirmSolved,
-        CustomerReplied,
-        DecideApproval,
-        Escalate,
-        PendingCustomer,
-        Reassign,
-        Reopen,
-        RequestApproval,
-        Resolve,
         Ticket,
-        TicketStatus,
         TicketSummary,
-        Timeline,
     )
 
 
@@ -86,145 +74,3 @@ class TicketEscalation(TicketMachine):
             **POLICY_OPTIONS,
         )
         self._open(snapshot)
-
-    # Each action is a signal and an update with the same name and payload (the contract).
-    @workflow.signal(name="acknowledge")
-    async def acknowledge_signal(self, a: Acknowledge) -> None:
-        await self._signal("acknowledge", a)
-
-    @workflow.update(name="acknowledge")
-    async def acknowledge(self, a: Acknowledge) -> TicketStatus:
-        return await self._update("acknowledge", a)
-
-    @acknowledge.validator
-    def _v_acknowledge(self, a: Acknowledge) -> None:
-        self._validate("acknowledge", a)
-
-    @workflow.signal(name="reassign")
-    async def reassign_signal(self, a: Reassign) -> None:
-        await self._signal("reassign", a)
-
-    @workflow.update(name="reassign")
-    async def reassign(self, a: Reassign) -> TicketStatus:
-        return await self._update("reassign", a)
-
-    @reassign.validator
-    def _v_reassign(self, a: Reassign) -> None:
-        self._validate("reassign", a)
-
-    @workflow.signal(name="escalate")
-    async def escalate_signal(self, a: Escalate) -> None:
-        await self._signal("escalate", a)
-
-    @workflow.update(name="escalate")
-    async def escalate(self, a: Escalate) -> TicketStatus:
-        return await self._update("escalate", a)
-
-    @escalate.validator
-    def _v_escalate(self, a: Escalate) -> None:
-        self._validate("escalate", a)
-
-    @workflow.signal(name="pending_customer")
-    async def pending_customer_signal(self, a: PendingCustomer) -> None:
-        await self._signal("pending_customer", a)
-
-    @workflow.update(name="pending_customer")
-    async def pending_customer(self, a: PendingCustomer) -> TicketStatus:
-        return await self._update("pending_customer", a)
-
-    @pending_customer.validator
-    def _v_pending_customer(self, a: PendingCustomer) -> None:
-        self._validate("pending_customer", a)
-
-    @workflow.signal(name="customer_replied")
-    async def customer_replied_signal(self, a: CustomerReplied) -> None:
-        await self._signal("customer_replied", a)
-
-    @workflow.update(name="customer_replied")
-    async def customer_replied(self, a: CustomerReplied) -> TicketStatus:
-        return await self._update("customer_replied", a)
-
-    @customer_replied.validator
-    def _v_customer_replied(self, a: CustomerReplied) -> None:
-        self._validate("customer_replied", a)
-
-    @workflow.signal(name="confirm_solved")
-    async def confirm_solved_signal(self, a: ConfirmSolved) -> None:
-        await self._signal("confirm_solved", a)
-
-    @workflow.update(name="confirm_solved")
-    async def confirm_solved(self, a: ConfirmSolved) -> TicketStatus:
-        return await self._update("confirm_solved", a)
-
-    @confirm_solved.validator
-    def _v_confirm_solved(self, a: ConfirmSolved) -> None:
-        self._validate("confirm_solved", a)
-
-    @workflow.signal(name="change_priority")
-    async def change_priority_signal(self, a: ChangePriority) -> None:
-        await self._signal("change_priority", a)
-
-    @workflow.update(name="change_priority")
-    async def change_priority(self, a: ChangePriority) -> TicketStatus:
-        return await self._update("change_priority", a)
-
-    @change_priority.validator
-    def _v_change_priority(self, a: ChangePriority) -> None:
-        self._validate("change_priority", a)
-
-    @workflow.signal(name="resolve")
-    async def resolve_signal(self, a: Resolve) -> None:
-        await self._signal("resolve", a)
-
-    @workflow.update(name="resolve")
-    async def resolve(self, a: Resolve) -> TicketStatus:
-        return await self._update("resolve", a)
-
-    @resolve.validator
-    def _v_resolve(self, a: Resolve) -> None:
-        self._validate("resolve", a)
-
-    @workflow.signal(name="reopen")
-    async def reopen_signal(self, a: Reopen) -> None:
-        await self._signal("reopen", a)
-
-    @workflow.update(name="reopen")
-    async def reopen(self, a: Reopen) -> TicketStatus:
-        return await self._update("reopen", a)
-
-    @reopen.validator
-    def _v_reopen(self, a: Reopen) -> None:
-        self._validate("reopen", a)
-
-    @workflow.signal(name="request_approval")
-    async def request_approval_signal(self, a: RequestApproval) -> None:
-        await self._signal("request_approval", a)
-
-    @workflow.update(name="request_approval")
-    async def request_approval(self, a: RequestApproval) -> TicketStatus:
-        return await self._update("request_approval", a)
-
-    @request_approval.validator
-    def _v_request_approval(self, a: RequestApproval) -> None:
-        self._validate("request_approval", a)
-
-    @workflow.signal(name="decide_approval")
-    async def decide_approval_signal(self, a: DecideApproval) -> None:
-        await self._signal("decide_approval", a)
-
-    @workflow.update(name="decide_approval")
-    async def decide_approval(self, a: DecideApproval) -> TicketStatus:
-        return await self._update("decide_approval", a)
-
-    @decide_approval.validator
-    def _v_decide_approval(self, a: DecideApproval) -> None:
-        self._validate("decide_approval", a)
-
-    # ------------------------------------------------------------------ queries
-    @workflow.query(name="status")
-    def status(self) -> TicketStatus:
-        return self.current_status()
-
-    @workflow.query(name="timeline")
-    def timeline(self) -> Timeline:
-        return self.current_timeline()
