@@ -222,17 +222,17 @@ async def test_list_and_search_paged(api: Api) -> None:
         ).json()
         bad = await http.get("/tickets", params={"tier": 99})
         soon = datetime.now(UTC) + timedelta(days=2)
-        filtered = (
-            await http.get(
-                "/tickets",
-                params={
-                    "category": category,
-                    "channel": "web",
-                    "min_escalations": 0,
-                    "deadline_before": soon.isoformat(),
-                },
-            )
-        ).json()
+        params: dict[str, str | int] = {
+            "category": category,
+            "channel": "web",
+            "min_escalations": 0,
+            "deadline_before": soon.isoformat(),
+        }
+        for _ in range(100):  # visibility is eventually consistent: wait until all three are indexed
+            filtered = (await http.get("/tickets", params=params)).json()
+            if len(filtered["tickets"]) == 3:
+                break
+            await asyncio.sleep(0.1)
         naive = await http.get("/tickets", params={"deadline_before": "2030-01-01T00:00:00"})
     assert len(page["tickets"]) == 2 and second["tickets"]
     assert {t["ticket_id"] for t in page["tickets"]}.isdisjoint({t["ticket_id"] for t in second["tickets"]})

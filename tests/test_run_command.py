@@ -41,8 +41,8 @@ def wait_ok(url: str, seconds: float = 60) -> httpx.Response:
         time.sleep(0.2)
 
 
-def stop(process: subprocess.Popen[bytes]) -> tuple[int, str]:
-    process.send_signal(signal.SIGTERM)
+def stop(process: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGTERM) -> tuple[int, str]:
+    process.send_signal(sig)
     out, _ = process.communicate(timeout=30)
     return process.returncode, out.decode()
 
@@ -89,5 +89,6 @@ def test_run_brings_up_server_ui_worker_and_api_and_tickets_survive_a_restart(tm
         status = wait_ok(f"{api}/tickets/run-1")
         assert status.status_code == 200 and status.json()["ticket_id"] == "run-1"
     finally:
-        code, output = stop(process)
+        code, output = stop(process, signal.SIGINT)  # Ctrl-C stops as cleanly as SIGTERM
     assert code == 0, output
+    assert '"event": "devserver.stopped"' in output

@@ -96,8 +96,3 @@ def is_working_time(cal: Calendar, instant: datetime) -> bool:
     for begin, end in working_periods(cal, instant - timedelta(microseconds=1)):
         return begin < instant <= end
     return False  # pragma: no cover
-
-
-def local_time(cal: Calendar, instant: datetime) -> datetime:
-    """The instant in the calendar's own zone, for people reading a schedule."""
-    return instant.astimezone(ZoneInfo(cal.timezone))

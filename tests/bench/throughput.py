@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import statistics
 import sys
@@ -44,13 +43,6 @@ from workflows.models import Ticket
 
 AGENT = {"actor": {"id": "ann", "role": "agent"}}
 SLA_SECONDS = 6
-
-
-def rss_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def bench_policy() -> dict[str, Any]:
@@ -120,7 +112,7 @@ def percentile(values: list[float], q: float) -> float:
 
 async def breaches(
     client: Client, tq: str, n: int, rate: float, bare: bool, url: str, arrivals: dict[str, float]
-) -> tuple[list[float], int]:
+) -> list[float]:
     """Start n tickets at `rate` per second whose first response breaches; lateness (s) per delivery.
 
     Paced, so that the figure measures deadline -> webhook, not a backlog of starts.
@@ -128,7 +120,6 @@ async def breaches(
     run = uuid.uuid4().hex[:6]
     tickets = TicketClient(client, tq)
     deadlines: dict[str, float] = {}
-    before = rss_kib()
 
     async def one(i: int) -> None:
         tid = f"{'x' if bare else 'T'}{run}-{i}"
@@ -155,10 +146,7 @@ async def breaches(
         if sum(1 for tid in deadlines if tid in arrivals) >= n:
             break
         await asyncio.sleep(0.1)
-    gc.collect()
-    memory = rss_kib() - before
-    lateness = [arrivals[tid] - deadlines[tid] for tid in deadlines if tid in arrivals]
-    return lateness, memory
+    return [arrivals[tid] - deadlines[tid] for tid in deadlines if tid in arrivals]
 
 
 async def memory_per_open_workflow(
@@ -274,9 +262,9 @@ async def main() -> None:
                 )
                 print(f"  tickets without sandbox {fast_rate:.1f} (ratio {fast_rate / bare_rate:.2f})")
                 rate = args.breach_rate
-                bare_late, _ = await breaches(env.client, tq + "-bare", n, rate, True, f"{receiver.url}/bare", arrivals)
-                late, _ = await breaches(env.client, tq, n, rate, False, receiver.url, arrivals)
-                fast_late, _ = await breaches(env.client, tq + "-nosandbox", n, rate, False, receiver.url, arrivals)
+                bare_late = await breaches(env.client, tq + "-bare", n, rate, True, f"{receiver.url}/bare", arrivals)
+                late = await breaches(env.client, tq, n, rate, False, receiver.url, arrivals)
+                fast_late = await breaches(env.client, tq + "-nosandbox", n, rate, False, receiver.url, arrivals)
                 print(
                     f"first-response breach ({SLA_SECONDS}s SLA, {rate:g} tickets started/s) -> webhook received, "
                     "lateness after the deadline (p50 / p99):"
