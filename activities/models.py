@@ -6,11 +6,15 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from config.policy import Endpoint
-
 
 class ActivityMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # Tolerant: these inputs also sit in a ticket's carried outbox, read back by newer code.
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+
+class EndpointRef(ActivityMessage):
+    name: str
+    url: str
 
 
 class LoadPolicyInput(ActivityMessage):
@@ -59,7 +63,7 @@ class OutboundEvent(ActivityMessage):
 
 class DeliverInput(ActivityMessage):
     event: OutboundEvent
-    endpoint: Endpoint
+    endpoint: EndpointRef
 
 
 class DeliveryResult(ActivityMessage):

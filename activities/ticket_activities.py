@@ -8,12 +8,13 @@ notifies twice at a receiver that drops duplicates. Errors are classified once, 
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import structlog
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.models import (
     DeliverInput,
@@ -24,10 +25,13 @@ from activities.models import (
     ReassignResult,
 )
 from activities.webhooks import sign_headers
-from config.policy import Endpoint, load_policy_file, resolve_holidays
+from config.policy import Endpoint, Policy, PolicyError, load_policy_file, resolve_holidays
 from config.settings import Settings
 
 log = structlog.get_logger("activities")
+# Expected failures (a receiver down, a 4xx): the workflow retries and shows them on the ticket;
+# benign keeps the SDK from logging a traceback for each try.
+BENIGN = ApplicationErrorCategory.BENIGN
 
 
 def _retry_after(response: httpx.Response) -> timedelta | None:
@@ -41,10 +45,18 @@ def _raise_for_status(response: httpx.Response, what: str) -> None:
         return
     message = f"{what} answered HTTP {code}"
     if code == 429:
-        raise ApplicationError(message, type="RateLimited", next_retry_delay=_retry_after(response))
+        raise ApplicationError(message, type="RateLimited", next_retry_delay=_retry_after(response), category=BENIGN)
     if 400 <= code < 500 and code != 408:
-        raise ApplicationError(message, type="DeliveryRejected", non_retryable=True)
-    raise ApplicationError(message, type="DeliveryFailed")
+        raise ApplicationError(message, type="DeliveryRejected", non_retryable=True, category=BENIGN)
+    raise ApplicationError(message, type="DeliveryFailed", category=BENIGN)
+
+
+def _count_invalid_policy() -> None:
+    """The SDK's metric meter when called inside an activity; a no-op elsewhere (start-up)."""
+    with contextlib.suppress(RuntimeError):
+        activity.metric_meter().create_counter(
+            "escalations_policy_invalid", "policy file changes that failed to load (last good policy kept)"
+        ).add(1)
 
 
 class TicketActivities:
@@ -53,27 +65,63 @@ class TicketActivities:
     def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
         self._settings = settings
         self._http = http
-        self._policy_cache: tuple[tuple[str, int, int, int], PolicySnapshot] | None = None
+        self._file_key: tuple[str, int, int] | None = None
+        self._good: Policy | None = None
+        self._snapshots: dict[tuple[str, int], PolicySnapshot] = {}
+
+    def prime(self) -> None:
+        """Read the policy file once at start, so a file broken later still leaves a good one to keep."""
+        with contextlib.suppress(ApplicationError):
+            self._current_policy()
+
+    def _current_policy(self) -> Policy:
+        """The policy file as it is now, or the last good one if it has turned invalid.
+
+        Re-read only when the file changes (path, modification time, size). A file that fails to
+        load (half-written, invalid) never fails a ticket: the last good policy stays in force,
+        and the failure is logged and counted (`escalations_policy_invalid`) once per change.
+        """
+        path = self._settings.policy_path
+        try:
+            stat = path.stat()
+            key = (str(path), stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            key = (str(path), 0, 0)
+        if key != self._file_key:
+            self._file_key = key
+            try:
+                policy = load_policy_file(path)
+                if self._good is None or policy.fingerprint() != self._good.fingerprint():
+                    log.info("policy.loaded", path=str(path), version=policy.version, fingerprint=policy.fingerprint())
+                self._good = policy
+            except PolicyError as err:
+                _count_invalid_policy()
+                log.error(
+                    "policy.invalid",
+                    path=str(path),
+                    problems=err.problems,
+                    kept=self._good.version if self._good else None,
+                )
+        if self._good is None:
+            # Retried by Temporal without limit: the ticket waits for a valid file, it does not fail.
+            raise ApplicationError(f"no valid policy at {path} yet; fix the file", type="PolicyInvalid")
+        return self._good
 
     @activity.defn(name="load_policy")
     async def load_policy(self, request: LoadPolicyInput) -> PolicySnapshot:
-        """Read and validate the policy file now; the result is frozen into the ticket's history.
+        """The policy in force now, frozen into the ticket's history by this (local) activity's result.
 
-        Parsed once per version of the file (path, modification time, size) and holiday year, so
-        an edit is picked up by the next ticket without re-reading YAML for every ticket.
-        """
-        path = self._settings.policy_path
-        stat = path.stat() if path.exists() else None
-        key = (str(path), stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0, request.opened_at.year)
-        if self._policy_cache is not None and self._policy_cache[0] == key:
-            return self._policy_cache[1]
-        snapshot = self._read_policy(request)
-        self._policy_cache = (key, snapshot)
+        Snapshots are shared per policy content and holiday year, so YAML is not parsed per ticket."""
+        policy = self._current_policy()
+        cache_key = (policy.fingerprint(), request.opened_at.year)
+        snapshot = self._snapshots.get(cache_key)
+        if snapshot is None:
+            if len(self._snapshots) > 16:
+                self._snapshots.clear()
+            snapshot = self._snapshots[cache_key] = self._freeze(policy, request.opened_at.year)
         return snapshot
 
-    def _read_policy(self, request: LoadPolicyInput) -> PolicySnapshot:
-        policy = load_policy_file(self._settings.policy_path)
-        year = request.opened_at.year
+    def _freeze(self, policy: Policy, year: int) -> PolicySnapshot:
         policy = resolve_holidays(policy, range(year - 1, year + 3))
         if self._settings.webhook_url:
             endpoint = Endpoint(name="settings", url=self._settings.webhook_url)
@@ -106,7 +154,9 @@ class TicketActivities:
         except httpx.HTTPError as exc:
             bound.warning("webhook.transport_error", error=type(exc).__name__)
             raise ApplicationError(
-                f"endpoint {request.endpoint.name} unreachable: {type(exc).__name__}", type="DeliveryFailed"
+                f"endpoint {request.endpoint.name} unreachable: {type(exc).__name__}",
+                type="DeliveryFailed",
+                category=BENIGN,
             ) from None
         bound.info(
             "webhook.delivered" if response.status_code < 400 else "webhook.refused", status_code=response.status_code
@@ -154,7 +204,9 @@ class TicketActivities:
         try:
             response = await self._http.put(url, json=payload, headers=headers)
         except httpx.HTTPError as exc:
-            raise ApplicationError(f"helpdesk unreachable: {type(exc).__name__}", type="DeliveryFailed") from None
+            raise ApplicationError(
+                f"helpdesk unreachable: {type(exc).__name__}", type="DeliveryFailed", category=BENIGN
+            ) from None
         _raise_for_status(response, "helpdesk")
         bound.info("helpdesk.reassigned", queue=request.queue, agent=request.agent)
         return ReassignResult(outcome="applied", detail=f"HTTP {response.status_code}")

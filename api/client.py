@@ -7,9 +7,12 @@ the Python face of that contract.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from temporalio.api.common.v1 import WorkflowExecution as ExecutionRef
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import (
     Client,
     WorkflowExecution,
@@ -19,6 +22,7 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from workflows.models import (
     ACTIONS,
@@ -75,13 +79,33 @@ class TicketClient:
         except WorkflowAlreadyStartedError as exc:
             return Opened(workflow_id, exc.run_id, created=False)
 
-    async def act(self, ticket_id: str, action: str, payload: Message | dict[str, Any]) -> TicketStatus:
-        """Send an action as an update; the answer is the ticket's status, or `ActionRefused`."""
+    async def act(
+        self, ticket_id: str, action: str, payload: Message | dict[str, Any], key: str | None = None
+    ) -> TicketStatus:
+        """Send an action as an update; the answer is the ticket's status, or `ActionRefused`.
+
+        `key` is the update id: the same key again (a client's retry) applies the action once and
+        answers with the status, also after the ticket continued as new."""
         model = ACTIONS[action]
         body = payload if isinstance(payload, model) else model.model_validate(payload)
+        # One update id for every try below, so a retry never applies the action twice.
+        update_id = f"{action}:{key}" if key else f"{action}:{uuid.uuid4()}"
         try:
-            result: TicketStatus = await self.handle(ticket_id).execute_update(action, body, result_type=TicketStatus)
-            return result
+            for attempt in range(4):
+                try:
+                    result: TicketStatus = await self.handle(ticket_id).execute_update(
+                        action, body, id=update_id, result_type=TicketStatus
+                    )
+                    return result
+                except RPCError as err:
+                    # The server refuses updates for a moment while the ticket continues as new
+                    # and signals race it (its task is retried); that is not an answer: try again.
+                    if err.status != RPCStatusCode.FAILED_PRECONDITION or "workflow task" not in err.message:
+                        raise
+                    if attempt == 3:
+                        raise
+                    await asyncio.sleep(0.2 * (attempt + 1))
+            raise AssertionError("unreachable")
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             if isinstance(cause, ApplicationError) and cause.type == "ActionRejected":
@@ -111,7 +135,48 @@ class TicketClient:
         return await self._query(ticket_id, "status", TicketStatus)
 
     async def timeline(self, ticket_id: str) -> Timeline:
-        return await self._query(ticket_id, "timeline", Timeline)
+        """The ticket's timeline across all runs of its life (continue-as-new keeps it out of the
+        carried state: each run's part is answered by that run, replayed from its history)."""
+        latest = await self._query(ticket_id, "timeline", Timeline)
+        if latest.earlier_runs == 0:
+            return latest
+        # One consistent chain: the latest run as of now, and the runs before it.
+        run_id = await self.latest_run(ticket_id)
+        latest = await self.client.get_workflow_handle(workflow_id_for(ticket_id), run_id=run_id).query(
+            "timeline", result_type=Timeline
+        )
+        events = []
+        for earlier_run in await self.earlier_runs(ticket_id, run_id):
+            handle = self.client.get_workflow_handle(workflow_id_for(ticket_id), run_id=earlier_run)
+            earlier: Timeline = await handle.query("timeline", result_type=Timeline)
+            events += earlier.events
+        return Timeline(ticket_id=ticket_id, events=[*events, *latest.events], earlier_runs=latest.earlier_runs)
+
+    async def latest_run(self, ticket_id: str) -> str:
+        """The run id of the ticket's latest run (raw describe: no search-attribute decoding)."""
+        request = DescribeWorkflowExecutionRequest(
+            namespace=self.client.namespace, execution=ExecutionRef(workflow_id=workflow_id_for(ticket_id))
+        )
+        answer = await self.client.workflow_service.describe_workflow_execution(request)
+        return answer.workflow_execution_info.execution.run_id
+
+    async def earlier_runs(self, ticket_id: str, run_id: str | None = None) -> list[str]:
+        """Run ids of the runs before `run_id` (default: the latest), oldest first; each run's start
+        event names the one before."""
+        runs: list[str] = []
+        run_id = run_id or await self.latest_run(ticket_id)
+        while run_id:
+            first = None
+            async for event in self.client.get_workflow_handle(
+                workflow_id_for(ticket_id), run_id=run_id
+            ).fetch_history_events():
+                first = event
+                break
+            previous = first.workflow_execution_started_event_attributes.continued_execution_run_id if first else ""
+            if previous:
+                runs.insert(0, previous)
+            run_id = previous
+        return runs
 
     async def search(
         self, query: str, page_size: int = 50, next_page_token: bytes | None = None

@@ -30,7 +30,7 @@ from api.client import ActionRefused, TicketClient
 from api.export import render_timeline
 from config.policy import Channel, Priority
 from config.settings import Settings
-from workflows.models import ACTIONS, State, Ticket, TicketStatus, Timeline, workflow_id_for
+from workflows.models import ACTIONS, State, TicketRequest, TicketStatus, Timeline, workflow_id_for
 
 log = structlog.get_logger("api")
 
@@ -140,12 +140,8 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
         response_model=Opened,
         responses={200: {"model": Opened, "description": "the ticket already runs; attached"}},
     )
-    async def open_ticket(ticket: Ticket, caller: CallerDep, response: Response) -> Opened:
+    async def open_ticket(ticket: TicketRequest, caller: CallerDep, response: Response) -> Opened:
         """Open a ticket; idempotent on `ticket_id` (a second call attaches to the running workflow)."""
-        if ticket.carried_state is not None:
-            raise HTTPException(
-                422, [{"loc": ["body", "carried_state"], "msg": "internal field; leave unset", "type": "value_error"}]
-            )
         opened = await tickets.open(ticket)
         if not opened.created:
             response.status_code = 200
@@ -253,7 +249,18 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
         return PlainTextResponse(render_timeline(ticket_id, entries, format), media_type=media)
 
     def action_route(name: str, model: type[BaseModel]) -> None:
-        async def act(ticket_id: str, body: model, caller: CallerDep) -> TicketStatus:  # type: ignore[valid-type]
+        async def act(
+            ticket_id: str,
+            body: model,  # type: ignore[valid-type]
+            caller: CallerDep,
+            idempotency_key: Annotated[
+                str | None,
+                Header(
+                    max_length=200,
+                    description="a retried request with the same key is applied once (it answers the status)",
+                ),
+            ] = None,
+        ) -> TicketStatus:
             actor = getattr(body, "actor", None)
             if actor is not None:
                 if actor.role not in caller.roles:
@@ -261,7 +268,7 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
                 if not caller.is_system and actor.id != caller.name:
                     raise HTTPException(403, f"key {caller.name!r} may act only as itself, not {actor.id!r}")
             try:
-                result: TicketStatus = await guard_missing(tickets.act(ticket_id, name, body))
+                result: TicketStatus = await guard_missing(tickets.act(ticket_id, name, body, key=idempotency_key))
             except ActionRefused as refused:
                 code = 409 if refused.field == "state" else 422
                 detail = [
@@ -306,7 +313,7 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
         try:
             event = InboundWebhook.model_validate(json.loads(body))
             if event.type == "ticket.created":
-                ticket = Ticket.model_validate(event.data)
+                ticket = TicketRequest.model_validate(event.data)
                 opened = await tickets.open(ticket)
                 return {"workflow_id": opened.workflow_id, "created": opened.created}
             action = str(event.data.get("action", ""))

@@ -85,7 +85,7 @@ async def cmd_act(args: argparse.Namespace, settings: Settings) -> int:
         _print({"sent": args.action, "as": "signal", "note": "a refused signal is recorded on the timeline"})
         return 0
     try:
-        _print(await tickets.act(args.ticket_id, args.action, payload))
+        _print(await tickets.act(args.ticket_id, args.action, payload, key=args.idempotency_key))
     except ActionRefused as refused:
         return _fail(f"{args.action} refused: {refused}", EXIT_REFUSED)
     return 0
@@ -199,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("action", choices=sorted(ACTIONS))
     a.add_argument("payload", help='JSON payload, e.g. \'{"actor": {"id": "ann", "role": "agent"}}\'')
     a.add_argument("--signal", action="store_true")
+    a.add_argument(
+        "--idempotency-key",
+        help="send the same key again (a retry) and the action is applied once; it answers the status",
+    )
     a.set_defaults(handler=cmd_act)
 
     s = sub.add_parser("status", help="show a ticket's status")

@@ -28,8 +28,9 @@ async def replay_history(history: WorkflowHistory) -> WorkflowReplayResult:
 
 
 def load_history(path: Path) -> WorkflowHistory:
-    """A saved history; the file is named by its workflow id (`ticket-<id>.json`)."""
-    return WorkflowHistory.from_json(path.stem, path.read_text())
+    """A saved history; the file is named by its workflow id (`ticket-<id>.json`, later runs of the
+    same ticket `ticket-<id>__run2.json`, ...)."""
+    return WorkflowHistory.from_json(path.stem.split("__")[0], path.read_text())
 
 
 async def replay_command(args: argparse.Namespace, settings: Settings) -> int:

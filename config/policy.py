@@ -20,13 +20,32 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+# Validation context of a frozen policy read back from a ticket's history: decoded as data, not
+# judged again by today's rules (a check added later must not fail a ticket already running).
+FROZEN = {"frozen": True}
+
+
+def is_frozen(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("frozen"))
 
 
 class Strict(BaseModel):
-    """Base for policy models: unknown keys are errors, so a typo never silently disables a rule."""
+    """Base for policy models: unknown keys are errors, so a typo never silently disables a rule.
+
+    Except in a frozen policy (context `FROZEN`): there unknown keys, written by a newer version
+    of this code, are dropped.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_unknown_when_frozen(cls, data: Any, info: ValidationInfo) -> Any:
+        if is_frozen(info) and isinstance(data, dict):
+            return {k: v for k, v in data.items() if k in cls.model_fields}
+        return data
 
 
 class Channel(StrEnum):
@@ -80,7 +99,9 @@ class Period(Strict):
     end: time
 
     @model_validator(mode="after")
-    def _ordered(self) -> Period:
+    def _ordered(self, info: ValidationInfo) -> Period:
+        if is_frozen(info):
+            return self
         if self.end <= self.start:
             raise ValueError(f"period ends ({self.end}) at or before it starts ({self.start})")
         return self
@@ -102,7 +123,9 @@ class Calendar(Strict):
 
     @field_validator("timezone")
     @classmethod
-    def _known_zone(cls, value: str) -> str:
+    def _known_zone(cls, value: str, info: ValidationInfo) -> str:
+        if is_frozen(info):
+            return value
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
@@ -110,7 +133,9 @@ class Calendar(Strict):
         return value
 
     @model_validator(mode="after")
-    def _has_hours(self) -> Calendar:
+    def _has_hours(self, info: ValidationInfo) -> Calendar:
+        if is_frozen(info):
+            return self
         if not self.always_open and not any(self.hours.values()):
             raise ValueError("a calendar that is not always_open needs working hours")
         for day, periods in self.hours.items():
@@ -126,7 +151,9 @@ class Targets(Strict):
     resolution: timedelta
 
     @model_validator(mode="after")
-    def _positive(self) -> Targets:
+    def _positive(self, info: ValidationInfo) -> Targets:
+        if is_frozen(info):
+            return self
         if self.first_response <= timedelta(0) or self.resolution <= timedelta(0):
             raise ValueError("SLA targets must be positive durations")
         return self
@@ -179,8 +206,8 @@ class Repeat(Strict):
 
     @field_validator("interval")
     @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
+    def _positive(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        if value <= timedelta(0) and not is_frozen(info):
             raise ValueError("repeat interval must be positive")
         return value
 
@@ -196,7 +223,9 @@ class LadderStep(Strict):
     tiers: list[int] | None = Field(default=None, description="tier levels the step applies to; none: all")
 
     @model_validator(mode="after")
-    def _one_trigger(self) -> LadderStep:
+    def _one_trigger(self, info: ValidationInfo) -> LadderStep:
+        if is_frozen(info):
+            return self
         if (self.at_percent is None) == (self.after_breach is None):
             raise ValueError("give exactly one of at_percent and after_breach")
         if self.after_breach is not None and self.after_breach < timedelta(0):
@@ -295,6 +324,14 @@ class Endpoint(Strict):
 
 class Notifications(Strict):
     endpoints: list[Endpoint] = Field(default_factory=list)
+    retry_for: timedelta = Field(
+        default=timedelta(days=2),
+        ge=timedelta(minutes=1),
+        description="how long an undelivered notice is retried before it is marked failed (and kept)",
+    )
+    retry_max_interval: timedelta = Field(
+        default=timedelta(minutes=10), ge=timedelta(seconds=1), description="longest wait between two tries"
+    )
 
 
 class Policy(Strict):
@@ -314,7 +351,9 @@ class Policy(Strict):
     notifications: Notifications = Field(default_factory=Notifications)
 
     @model_validator(mode="after")
-    def _semantics(self) -> Policy:
+    def _semantics(self, info: ValidationInfo) -> Policy:
+        if is_frozen(info):
+            return self
         problems = check_semantics(self)
         if problems:
             raise ValueError("\n".join(problems))
@@ -466,7 +505,7 @@ def policy_from_snapshot(fingerprint: str, document: dict[str, Any]) -> Policy:
     cached = _SNAPSHOTS.get(fingerprint)
     if cached is not None:
         return cached
-    policy = Policy.model_validate(document)
+    policy = Policy.model_validate(document, context=FROZEN)
     if len(_SNAPSHOTS) >= _SNAPSHOTS_MAX:
         _SNAPSHOTS.pop(next(iter(_SNAPSHOTS)))
     _SNAPSHOTS[fingerprint] = policy
@@ -513,7 +552,33 @@ def load_policy_file(path: str | Path) -> Policy:
         raise PolicyError(str(p), [f"not valid YAML/JSON: {exc}"]) from None
     if not isinstance(data, dict):
         raise PolicyError(str(p), ["the document must be a mapping"])
-    return parse_policy(data, str(p))
+    policy = parse_policy(data, str(p))
+    problems = holiday_problems(policy)
+    if problems:
+        raise PolicyError(str(p), problems)
+    return policy
+
+
+def holiday_problems(policy: Policy) -> list[str]:
+    """Country holidays the `holidays` package cannot expand (unknown country or subdivision).
+
+    Checked at load, so `policy check` and the worker's start refuse them instead of every new
+    ticket failing later while its policy is frozen.
+    """
+    import holidays as holidays_lib
+
+    problems = []
+    for name, cal in policy.calendars.items():
+        ch = cal.country_holidays
+        if ch is None:
+            continue
+        try:
+            holidays_lib.country_holidays(ch.country, subdiv=ch.subdivision, years=[2026])
+        except (NotImplementedError, KeyError, ValueError) as exc:
+            place = f"calendars.{name}.country_holidays"
+            where = f"{ch.country}/{ch.subdivision or '-'}"
+            problems.append(f"{place}: {where} is not known to the holidays package ({exc})")
+    return problems
 
 
 def resolve_holidays(policy: Policy, years: range) -> Policy:

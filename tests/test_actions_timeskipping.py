@@ -42,9 +42,12 @@ async def test_refused_updates_leave_the_ticket_unchanged(
 
         after = await tickets.status(t.ticket_id)
         assert without_elapsed(after) == without_elapsed(before)
-        # Refused updates are not written to history, and not to the timeline either.
-        kinds = [e.kind for e in (await tickets.timeline(t.ticket_id)).events]
-        assert "action_rejected" not in kinds and "escalated" not in kinds
+        # Refused by the ticket (not by the payload check): recorded on the timeline with the reason.
+        events = (await tickets.timeline(t.ticket_id)).events
+        rejected = [e.detail for e in events if e.kind == "action_rejected"]
+        assert "escalated" not in [e.kind for e in events]
+        assert [(r["field"], r["via"]) for r in rejected] == [("department", "update"), ("reason", "update")]
+        assert after.refused_actions == before.refused_actions + 2
 
 
 async def test_refused_signals_are_recorded_and_change_nothing(
@@ -114,6 +117,7 @@ async def test_priority_change_recomputes_deadlines_from_the_open_time(
         status = await tickets.act(
             t.ticket_id, "change_priority", {"actor": AGENT, "priority": "urgent", "reason": "production down"}
         )
+        await ts_env.sleep(timedelta(seconds=1))
         events = (await tickets.timeline(t.ticket_id)).events
     fr, res = status.clocks
     assert status.priority == "urgent"

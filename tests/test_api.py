@@ -167,6 +167,7 @@ async def test_refused_actions_give_409_or_422_with_the_reason_and_change_nothin
     assert "unknown department 'astrology'" in unknown.json()["detail"][0]["msg"]
     assert wrong_state.status_code == 409
     assert wrong_state.json()["detail"][0]["msg"] == "only a resolved ticket can be reopened"
+    assert after.pop("refused_actions") == before.pop("refused_actions") + 2  # counted and recorded
     for status in (before, after):
         for clock in status["clocks"]:
             clock.pop("elapsed")

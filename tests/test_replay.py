@@ -3,9 +3,12 @@ tickets fails here (and so fails CI). Re-record them with `python -m tests.histo
 
 from __future__ import annotations
 
+import base64
+import json
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio import workflow
@@ -13,16 +16,35 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from cli.replay import load_history, replay_history
-from workflows.models import Ticket, TicketSummary
+from tests.histories.record import SCENARIOS
+from workflows.models import State, Ticket, TicketSummary
+from workflows.state import Carried
 from workflows.ticket import TicketEscalation
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
 def test_there_are_histories_to_replay() -> None:
-    assert {p.stem for p in HISTORIES} >= {
-        f"ticket-REC-{n}" for n in ("untouched_ladder", "acknowledged_paused_resolved", "self_service")
+    assert {p.stem for p in HISTORIES} >= {f"ticket-REC-{n}" for n in SCENARIOS} | {
+        "ticket-REC-continued_as_new",
+        "ticket-REC-continued_as_new__run2",
     }
+
+
+def test_the_corpus_covers_every_state_and_continue_as_new() -> None:
+    """Every state a ticket can be in was recorded (read from its TicketState upserts), and so was
+    a continued run: a change that breaks any of them fails the replay below."""
+    states: set[str] = set()
+    continued = 0
+    for path in HISTORIES:
+        for event in json.loads(path.read_text())["events"]:
+            upsert = event.get("upsertWorkflowSearchAttributesEventAttributes")
+            if upsert and "TicketState" in upsert["searchAttributes"]["indexedFields"]:
+                raw = upsert["searchAttributes"]["indexedFields"]["TicketState"]["data"]
+                states.add(json.loads(base64.b64decode(raw)))
+            continued += "workflowExecutionContinuedAsNewEventAttributes" in event
+    assert states == {s.value for s in State}
+    assert continued >= 1
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
@@ -36,9 +58,9 @@ class WaitsBeforeLoadingThePolicy(TicketEscalation):
     """A deliberately incompatible change: a new timer before the first activity."""
 
     @workflow.run
-    async def run(self, ticket: Ticket) -> TicketSummary:
+    async def run(self, ticket: Ticket | dict[str, Any], carried: Carried | None = None) -> TicketSummary:
         await workflow.sleep(timedelta(seconds=5))
-        return await super().run(ticket)
+        return await super().run(ticket, carried)
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)

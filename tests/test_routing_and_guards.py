@@ -12,17 +12,16 @@ from config.settings import DEFAULT_POLICY
 from tests.helpers import ticket
 from workflows import guards
 from workflows.guards import Rejected
-from workflows.models import Escalate, Reassign, RouteDecision, State, TicketSnapshot
+from workflows.models import Escalate, Reassign, RouteDecision, State
 from workflows.routing import route_ticket, targets_for
+from workflows.state import TicketState
 
 POLICY = load_policy_file(DEFAULT_POLICY)
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
 
 
-def snap(**fields: Any) -> TicketSnapshot:
+def snap(**fields: Any) -> TicketState:
     base: dict[str, Any] = {
-        "policy": POLICY,
-        "policy_version": "v",
         "state": State.open,
         "tier": 1,
         "department": "support",
@@ -35,7 +34,7 @@ def snap(**fields: Any) -> TicketSnapshot:
         ),
     }
     base.update(fields)
-    return TicketSnapshot.model_validate(base)
+    return TicketState.model_validate(base)
 
 
 def test_public_social_post_gets_higher_priority_and_tighter_targets_than_a_private_message() -> None:
@@ -104,10 +103,10 @@ def test_who_may_reassign_where() -> None:
         return Reassign.model_validate({"actor": {"id": "x", "role": role}, "to_queue": queue})
 
     with pytest.raises(Rejected, match="to_queue: role agent may reassign only within queue 'support-t1'"):
-        guards.check_reassign(snap(), POLICY, move("agent", "billing-t1"))
-    guards.check_reassign(snap(), POLICY, move("lead", "billing-t1"))
+        guards.check_reassign(snap(), POLICY, move("agent", "billing-t1"), NOW)
+    guards.check_reassign(snap(), POLICY, move("lead", "billing-t1"), NOW)
     with pytest.raises(Rejected, match="to_queue: unknown queue 'nowhere'"):
-        guards.check_reassign(snap(), POLICY, move("lead", "nowhere"))
+        guards.check_reassign(snap(), POLICY, move("lead", "nowhere"), NOW)
     guards.check_reassign(
-        snap(), POLICY, Reassign.model_validate({"actor": {"id": "x", "role": "agent"}, "to_agent": "bob"})
+        snap(), POLICY, Reassign.model_validate({"actor": {"id": "x", "role": "agent"}, "to_agent": "bob"}), NOW
     )

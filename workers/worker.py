@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import httpx
-import pydantic
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
@@ -15,14 +14,13 @@ from workflows.ticket import TicketEscalation
 
 def build_worker(client: Client, settings: Settings, http: httpx.AsyncClient, task_queue: str | None = None) -> Worker:
     activities = TicketActivities(settings, http)
+    activities.prime()
     runner = SandboxedWorkflowRunner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner()
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=[TicketEscalation],
         activities=activities.all(),  # type: ignore[arg-type]
-        # A ticket started with invalid input fails at once with the validation message.
-        workflow_failure_exception_types=[pydantic.ValidationError],
         max_concurrent_activities=100,
         workflow_runner=runner,
     )

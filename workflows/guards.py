@@ -1,8 +1,8 @@
-"""Guards on agent actions: pure checks that say which field is wrong and why.
+"""Guards on agent actions: what the policy allows, as pure checks that say which field is wrong and why.
 
-Called by the workflow's update validators (which must not mutate anything) and again by the
-signal handlers, which record a refusal on the timeline instead of raising. Each check either
-returns silently or raises `Rejected`.
+Which actions a ticket takes in which state is the table in `workflows/machine.py`; these checks
+come after it and judge the action against the policy (roles, reasons, departments, limits). Each
+returns silently or raises `Rejected`; the decision function records the refusal.
 """
 
 from __future__ import annotations
@@ -18,16 +18,19 @@ from workflows.models import (
     ConfirmSolved,
     CustomerReplied,
     DecideApproval,
+    DiscardNotices,
     Escalate,
     EscalationKind,
     PendingCustomer,
     Reassign,
+    Redeliver,
     Reopen,
     RequestApproval,
     Resolve,
-    State,
-    TicketSnapshot,
 )
+from workflows.state import TicketState
+
+MAX_APPROVALS = 20
 
 
 class Rejected(ValueError):
@@ -37,11 +40,6 @@ class Rejected(ValueError):
         self.field = field
         self.reason = reason
         super().__init__(f"{field}: {reason}")
-
-
-def _open(snap: TicketSnapshot) -> None:
-    if snap.state == State.resolved:
-        raise Rejected("state", "the ticket is resolved; reopen it first")
 
 
 def _needs_reason(policy: Policy, reason: str | None, what: str) -> None:
@@ -56,16 +54,15 @@ def department_of_queue(policy: Policy, queue: str) -> str | None:
     return None
 
 
-def check_acknowledge(snap: TicketSnapshot, policy: Policy, action: Acknowledge) -> None:
-    _open(snap)
-    if snap.state in (State.acknowledged, State.pending_customer):
-        raise Rejected("state", f"already acknowledged at tier {snap.tier}")
+def check_acknowledge(snap: TicketState, policy: Policy, action: Acknowledge, now: datetime) -> None:
+    return None
 
 
-def check_reassign(snap: TicketSnapshot, policy: Policy, action: Reassign) -> None:
-    _open(snap)
+def check_reassign(snap: TicketState, policy: Policy, action: Reassign, now: datetime) -> None:
     if not action.to_agent and not action.to_queue:
         raise Rejected("to_agent", "give to_agent or to_queue")
+    if action.to_agent == snap.assignee and action.to_queue in (None, snap.queue) and snap.queue is not None:
+        raise Rejected("to_agent", f"the ticket is already with {snap.assignee!r} in queue {snap.queue!r}")
     scope = policy.permission(action.actor.role).reassign
     if scope == "none":
         raise Rejected("actor.role", f"role {action.actor.role.value} may not reassign")
@@ -74,6 +71,9 @@ def check_reassign(snap: TicketSnapshot, policy: Policy, action: Reassign) -> No
     target = department_of_queue(policy, action.to_queue)
     if target is None:
         raise Rejected("to_queue", f"unknown queue {action.to_queue!r}")
+    if scope == "own_queue" and snap.queue is None:
+        role = action.actor.role.value
+        raise Rejected("to_queue", f"role {role} may not move a Tier 0 ticket to a queue; ask a lead")
     if scope == "own_queue":
         raise Rejected(
             "to_queue",
@@ -86,8 +86,10 @@ def check_reassign(snap: TicketSnapshot, policy: Policy, action: Reassign) -> No
         )
 
 
-def hierarchical_target(snap: TicketSnapshot, policy: Policy, to_tier: int | None) -> int:
-    nxt = policy.next_tier(snap.tier)
+def hierarchical_target(snap: TicketState, policy: Policy, to_tier: int | None) -> int:
+    """The tier a hierarchical escalation goes to. From Tier 0 (self-service) the first tier is the
+    route's own tier: leaving self-service never skips the tier the matrix chose."""
+    nxt = snap.route.tier if snap.tier == 0 else policy.next_tier(snap.tier)
     if to_tier is None:
         if nxt is None:
             raise Rejected("kind", f"tier {snap.tier} is the top tier; there is nowhere higher")
@@ -96,13 +98,13 @@ def hierarchical_target(snap: TicketSnapshot, policy: Policy, to_tier: int | Non
         raise Rejected("to_tier", f"unknown tier {to_tier}")
     if to_tier <= snap.tier:
         raise Rejected("to_tier", f"tier {to_tier} is not above the current tier {snap.tier}")
-    if to_tier != nxt and not policy.guards.allow_skip_level:
+    below_route = snap.tier == 0 and nxt is not None and to_tier < nxt
+    if to_tier != nxt and not policy.guards.allow_skip_level and not below_route:
         raise Rejected("to_tier", f"skip-level escalation to tier {to_tier} is not allowed; next is {nxt}")
     return to_tier
 
 
-def check_escalate(snap: TicketSnapshot, policy: Policy, action: Escalate, now: datetime) -> None:
-    _open(snap)
+def check_escalate(snap: TicketState, policy: Policy, action: Escalate, now: datetime) -> None:
     role = action.actor.role
     if not policy.permission(role).escalate:
         raise Rejected("actor.role", f"role {role.value} may not escalate")
@@ -128,6 +130,7 @@ def check_escalate(snap: TicketSnapshot, policy: Policy, action: Escalate, now: 
         snap.priority in policy.guards.min_time_waived_for_priorities
         or role in policy.guards.min_time_waived_for_roles
         or role == Role.system
+        or snap.tier == 0  # leaving self-service is never too fast
     )
     in_tier = now - snap.tier_entered_at
     if not waived and in_tier < policy.guards.min_time_in_tier:
@@ -155,48 +158,58 @@ def _fmt(delta: timedelta) -> str:
     return f"{hours}h{rest // 60:02d}m"
 
 
-def check_pending_customer(snap: TicketSnapshot, policy: Policy, action: PendingCustomer) -> None:
-    _open(snap)
-    if snap.state == State.pending_customer:
-        raise Rejected("state", "already waiting on the customer")
-    if snap.state == State.self_service:
-        raise Rejected("state", "a self-service ticket already waits on the customer")
+def check_pending_customer(snap: TicketState, policy: Policy, action: PendingCustomer, now: datetime) -> None:
+    return None
 
 
-def check_customer_replied(snap: TicketSnapshot, policy: Policy, action: CustomerReplied) -> None:
-    _open(snap)
+def check_customer_replied(snap: TicketState, policy: Policy, action: CustomerReplied, now: datetime) -> None:
+    return None
 
 
-def check_confirm_solved(snap: TicketSnapshot, policy: Policy, action: ConfirmSolved) -> None:
-    if snap.state != State.self_service:
-        raise Rejected("state", "only a ticket in Tier 0 self-service can be confirmed solved by the customer")
+def check_confirm_solved(snap: TicketState, policy: Policy, action: ConfirmSolved, now: datetime) -> None:
+    return None
 
 
-def check_change_priority(snap: TicketSnapshot, policy: Policy, action: ChangePriority) -> None:
-    _open(snap)
+def check_change_priority(snap: TicketState, policy: Policy, action: ChangePriority, now: datetime) -> None:
     _needs_reason(policy, action.reason, "change the priority")
     if action.priority == snap.priority:
         raise Rejected("priority", f"the priority is already {action.priority.value}")
 
 
-def check_resolve(snap: TicketSnapshot, policy: Policy, action: Resolve) -> None:
-    _open(snap)
+def check_resolve(snap: TicketState, policy: Policy, action: Resolve, now: datetime) -> None:
     if any(a.status == "pending" for a in snap.approvals):
         raise Rejected("state", "an approval is still pending; decide it before resolving")
 
 
-def check_reopen(snap: TicketSnapshot, policy: Policy, action: Reopen) -> None:
-    if snap.state != State.resolved:
-        raise Rejected("state", "only a resolved ticket can be reopened")
+def check_reopen(snap: TicketState, policy: Policy, action: Reopen, now: datetime) -> None:
     _needs_reason(policy, action.reason, "reopen")
+    if snap.resolved_at is not None and now >= snap.resolved_at + policy.reopen_window:
+        closed = (snap.resolved_at + policy.reopen_window).isoformat()
+        raise Rejected("state", f"the reopen window closed at {closed}; open a new ticket")
 
 
-def check_request_approval(snap: TicketSnapshot, policy: Policy, action: RequestApproval) -> None:
-    _open(snap)
+def check_request_approval(snap: TicketState, policy: Policy, action: RequestApproval, now: datetime) -> None:
     _needs_reason(policy, action.reason, f"request a {action.kind}")
+    if len(snap.approvals) >= MAX_APPROVALS:
+        raise Rejected("approval_id", f"this ticket already has {MAX_APPROVALS} approvals; open a new ticket")
 
 
-def check_decide_approval(snap: TicketSnapshot, policy: Policy, action: DecideApproval) -> None:
+def check_redeliver(snap: TicketState, policy: Policy, action: Redeliver, now: datetime) -> None:
+    if action.actor.role not in (Role.system, Role.manager, Role.lead):
+        raise Rejected("actor.role", f"role {action.actor.role.value} may not redeliver notices; ask a lead")
+    if not any(n.status != "pending" for n in snap.outbox):
+        raise Rejected("state", "no undelivered notices on this ticket")
+
+
+def check_discard_notices(snap: TicketState, policy: Policy, action: DiscardNotices, now: datetime) -> None:
+    if action.actor.role not in (Role.system, Role.manager, Role.lead):
+        raise Rejected("actor.role", f"role {action.actor.role.value} may not discard notices; ask a lead")
+    _needs_reason(policy, action.reason, "discard notices")
+    if not any(n.status == "failed" for n in snap.outbox):
+        raise Rejected("state", "no given-up notices on this ticket (only those can be discarded)")
+
+
+def check_decide_approval(snap: TicketState, policy: Policy, action: DecideApproval, now: datetime) -> None:
     approval = next((a for a in snap.approvals if a.id == action.approval_id), None)
     if approval is None:
         raise Rejected("approval_id", f"no approval {action.approval_id!r} on this ticket")
@@ -217,8 +230,11 @@ def within_authority(policy: Policy, action: RequestApproval) -> bool:
     return policy.permission(action.actor.role).authority_limit >= action.amount
 
 
-_CHECKS: dict[str, Callable[[TicketSnapshot, Policy, Any], None]] = {
+_CHECKS: dict[str, Callable[[TicketState, Policy, Any, datetime], None]] = {
     "acknowledge": check_acknowledge,
+    "escalate": check_escalate,
+    "redeliver": check_redeliver,
+    "discard_notices": check_discard_notices,
     "reassign": check_reassign,
     "pending_customer": check_pending_customer,
     "customer_replied": check_customer_replied,
@@ -231,9 +247,6 @@ _CHECKS: dict[str, Callable[[TicketSnapshot, Policy, Any], None]] = {
 }
 
 
-def check(name: str, snap: TicketSnapshot, policy: Policy, action: Any, now: datetime) -> None:
+def check(name: str, snap: TicketState, policy: Policy, action: Any, now: datetime) -> None:
     """Run the guard of action `name`; raises `Rejected` with the field and the reason."""
-    if name == "escalate":
-        check_escalate(snap, policy, action, now)
-    else:
-        _CHECKS[name](snap, policy, action)
+    _CHECKS[name](snap, policy, action, now)

@@ -1,27 +1,36 @@
-"""The ticket's state machine: every decision of `TicketEscalation`, without the Temporal wiring.
+"""The ticket's life as a state machine: one table, one pure decision function.
 
-`workflows/ticket.py` imports this module through the sandbox's passthrough, so it is loaded once
-per worker process instead of once per ticket (the sandbox re-executes the workflow's own module
-for every workflow it creates; keeping that module small is most of a ticket's start-up cost).
-Passthrough code is not policed by the sandbox, so the rules are on us and on the replay tests:
-deterministic only, time from `workflow.now()`, no I/O, no randomness, no mutable module state.
+Nothing here imports Temporal. `decide(state, policy, ticket, input, ctx)` takes the carried state,
+the ticket's frozen policy, one input (an agent action, the passing of time, or the outcome of a
+delivery) and the context (the time, the ticket's ids, which patches are on), and returns a
+`Decision`: the new state, the timeline events, and the effects to run as data (outbox entries).
+The workflow (`workflows/runner.py`) applies decisions and runs effects; it decides nothing.
+
+## Which action each state takes
+
+`TABLE` below is the whole answer: a cell is `APPLIED` (then the policy's guards in
+`workflows/guards.py` judge roles, reasons and limits) or `refused(reason)`. Every refusal, whether
+by the table, a guard or an undecodable payload, leaves the state as it was, is counted and is
+recorded on the timeline with the field and the reason.
+
+Timer events are not refusable; where they can happen:
+- ladder steps and breaches: on running clocks (open, acknowledged; never while pending_customer,
+  whose clocks are paused, nor once resolved, whose clocks are stopped);
+- end of the self-service wait: in self_service (the ticket enters its route's tier);
+- approval deadline: any state with a pending approval (escalates one tier, CCs the head);
+- end of the reopen window: resolved (the workflow completes once its notices are settled).
 """
 
-import asyncio
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar, Literal, cast
 
-from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError
+from pydantic import ValidationError
 
-from activities.models import (
-    DeliverInput,
-    OutboundEvent,
-    Person,
-    PolicySnapshot,
-    ReassignInput,
-)
+from activities.models import DeliverInput, EndpointRef, Person, ReassignInput
 from config.policy import (
     CcAction,
     EscalateAction,
@@ -30,12 +39,12 @@ from config.policy import (
     Policy,
     ReassignAction,
     Recipient,
-    policy_from_snapshot,
+    Role,
 )
 from workflows import guards, notices, routing, sla
-from workflows import search_attributes as sa
 from workflows.guards import Rejected
 from workflows.models import (
+    ACTIONS,
     Acknowledge,
     Actor,
     Approval,
@@ -44,631 +53,580 @@ from workflows.models import (
     ConfirmSolved,
     CustomerReplied,
     DecideApproval,
+    DiscardNotices,
     Escalate,
     EscalationKind,
+    Message,
     PendingCustomer,
     Reassign,
+    Redeliver,
     Reopen,
     RequestApproval,
     Resolve,
+    RouteDecision,
     State,
     Ticket,
-    TicketSnapshot,
-    TicketStatus,
-    TicketSummary,
-    Timeline,
     TimelineEvent,
 )
+from workflows.state import MAX_KEYS, MAX_OUTBOX, MAX_VISITED, Notice, TicketState
 
-NOTIFY_OPTIONS: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(seconds=15),
-    "schedule_to_close_timeout": timedelta(minutes=30),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(minutes=2),
-        maximum_attempts=12,
-    ),
-}
-POLICY_OPTIONS: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(seconds=10),
-    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=5),
-}
-_UNSET = object()
-_LOGGED_AT_INFO = frozenset(
-    {
-        "routed",
-        "sla_breached",
-        "escalated",
-        "reassigned",
-        "resolved",
-        "reopened",
-        "action_rejected",
-        "notification_failed",
-        "helpdesk_update_failed",
-        "approval_timed_out",
-    }
+SS, OPEN, ACK, PENDING, RESOLVED = (
+    State.self_service,
+    State.open,
+    State.acknowledged,
+    State.pending_customer,
+    State.resolved,
 )
-SYSTEM = Actor(id="escalation-policy", role="system")
 
 
-class TicketMachine:
-    """State and decisions of one ticket; `TicketEscalation` adds the handlers and the main loop."""
+@dataclass(frozen=True)
+class Cell:
+    applied: bool
+    note: str
 
-    def __init__(self, ticket: Ticket) -> None:
-        self._ticket = ticket.model_copy(update={"carried_state": None})
-        self._snap: TicketSnapshot | None = ticket.carried_state
-        self._woken = False  # set by actions: the schedule may have changed, re-plan now
-        self._published: dict[str, Any] = {}
-        self._effects: set[asyncio.Task[None]] = set()
 
-    @property
-    def snap(self) -> TicketSnapshot:
-        if self._snap is None:  # only queries can get here: handlers wait for the opening
-            raise RuntimeError("the ticket has not been opened yet; its policy is loading")
-        return self._snap
+APPLIED = Cell(True, "")
 
-    @property
-    def policy(self) -> Policy:
-        return self.snap.policy
 
-    def _open(self, snapshot: PolicySnapshot) -> None:
-        """Route the ticket and start its clocks (or its Tier 0 self-service wait)."""
-        now = workflow.now()
-        policy = policy_from_snapshot(snapshot.fingerprint, snapshot.document)
-        decision = routing.route_ticket(policy, self._ticket)
-        self._snap = TicketSnapshot(
-            policy=policy,
-            policy_version=snapshot.version,
-            route=decision,
-            state=State.open,
-            tier=decision.tier,
-            department=decision.department,
-            priority=decision.priority,
-            tier_entered_at=now,
-        )
-        opened_at = self._ticket.opened_at or now
-        self._record(
+def applied(note: str) -> Cell:
+    return Cell(True, note)
+
+
+def refused(reason: str) -> Cell:
+    return Cell(False, reason)
+
+
+_RESOLVED = refused("the ticket is resolved; reopen it first")
+
+# state ->      self_service | open | acknowledged | pending_customer | resolved
+TABLE: dict[str, dict[State, Cell]] = {
+    "acknowledge": {
+        SS: applied("leaves Tier 0 for its route's tier, then acknowledged"),
+        OPEN: APPLIED,
+        ACK: refused("already acknowledged"),
+        PENDING: refused("already acknowledged; the ticket waits on the customer"),
+        RESOLVED: _RESOLVED,
+    },
+    "reassign": {
+        SS: applied("leaves Tier 0 for its route's tier, then reassigned"),
+        OPEN: APPLIED,
+        ACK: APPLIED,
+        PENDING: APPLIED,
+        RESOLVED: _RESOLVED,
+    },
+    "escalate": {
+        SS: applied("leaves Tier 0: hierarchical to the route's tier, functional to the department"),
+        OPEN: APPLIED,
+        ACK: APPLIED,
+        PENDING: applied("the new owners' clocks run: the ticket is open again"),
+        RESOLVED: _RESOLVED,
+    },
+    "pending_customer": {
+        SS: refused("a self-service ticket already waits on the customer"),
+        OPEN: APPLIED,
+        ACK: APPLIED,
+        PENDING: refused("already waiting on the customer"),
+        RESOLVED: _RESOLVED,
+    },
+    "customer_replied": {
+        SS: applied("the customer still needs help: leaves Tier 0"),
+        OPEN: applied("recorded; the clocks were running already"),
+        ACK: applied("recorded; the clocks were running already"),
+        PENDING: applied("the clocks resume with their remaining business time"),
+        RESOLVED: _RESOLVED,
+    },
+    "confirm_solved": {
+        SS: applied("resolved by self-service"),
+        OPEN: refused("only a ticket in Tier 0 self-service can be confirmed solved by the customer"),
+        ACK: refused("only a ticket in Tier 0 self-service can be confirmed solved by the customer"),
+        PENDING: refused("only a ticket in Tier 0 self-service can be confirmed solved by the customer"),
+        RESOLVED: refused("the ticket is resolved already"),
+    },
+    "change_priority": {
+        SS: APPLIED,
+        OPEN: APPLIED,
+        ACK: APPLIED,
+        PENDING: APPLIED,
+        RESOLVED: _RESOLVED,
+    },
+    "resolve": {
+        SS: APPLIED,
+        OPEN: APPLIED,
+        ACK: APPLIED,
+        PENDING: APPLIED,
+        RESOLVED: refused("the ticket is resolved already"),
+    },
+    "reopen": {
+        SS: refused("only a resolved ticket can be reopened"),
+        OPEN: refused("only a resolved ticket can be reopened"),
+        ACK: refused("only a resolved ticket can be reopened"),
+        PENDING: refused("only a resolved ticket can be reopened"),
+        RESOLVED: applied("within the reopen window: the ticket's tier (Tier 0: the route's tier), clocks anew"),
+    },
+    "request_approval": {
+        SS: refused("no agent owns a Tier 0 self-service ticket yet; take it on first"),
+        OPEN: APPLIED,
+        ACK: APPLIED,
+        PENDING: APPLIED,
+        RESOLVED: _RESOLVED,
+    },
+    "decide_approval": {SS: APPLIED, OPEN: APPLIED, ACK: APPLIED, PENDING: APPLIED, RESOLVED: APPLIED},
+    "redeliver": {SS: APPLIED, OPEN: APPLIED, ACK: APPLIED, PENDING: APPLIED, RESOLVED: APPLIED},
+    "discard_notices": {SS: APPLIED, OPEN: APPLIED, ACK: APPLIED, PENDING: APPLIED, RESOLVED: APPLIED},
+}
+
+SYSTEM = Actor(id="escalation-policy", role=Role.system)
+CUSTOMER = "customer"
+
+
+# ---------------------------------------------------------------------- inputs and outputs
+@dataclass(frozen=True)
+class Ctx:
+    """What a decision may know besides the state: the time, the ticket's ids, the patches in force."""
+
+    now: datetime
+    workflow_id: str
+    life: str  # the first run id of this ticket's life: unique per life, stable across continue-as-new
+    patched: Callable[[str], bool] = field(default=lambda _patch_id: True)
+
+
+@dataclass(frozen=True)
+class Action:
+    """An agent action as it arrived: `data` is the decoded JSON value, or `Undecodable`."""
+
+    input: ClassVar[str] = "action"
+    name: str
+    data: Any
+    via: Literal["signal", "update"] = "update"
+    key: str | None = None  # idempotency key (the update id); a repeat applies nothing
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    error: str
+    undecodable: ClassVar[bool] = True
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time has passed: do whatever is due at `ctx.now`."""
+
+    input: ClassVar[str] = "tick"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The outcome of one try of an outbox entry."""
+
+    input: ClassVar[str] = "delivery"
+    key: str
+    ok: bool
+    error: str | None = None
+    final: bool = False  # the receiver refused for good (4xx): no more automatic tries
+    retry_after: timedelta | None = None  # the receiver asked for a pause (429 Retry-After)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+Input = Action | Tick | Delivery
+
+
+@dataclass(frozen=True)
+class Refusal:
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}"
+
+
+@dataclass
+class Decision:
+    state: TicketState
+    events: list[TimelineEvent]
+    effects: list[Notice]
+    refusal: Refusal | None = None
+    duplicate: bool = False
+
+
+# ---------------------------------------------------------------------- the decision function
+def parse_action(name: str, data: Any) -> Message | Refusal:
+    """The action's payload as its model, or a refusal naming the field and the reason."""
+    model = ACTIONS.get(name)
+    if model is None:
+        return Refusal("action", f"unknown action {name[:100]!r} (known: {', '.join(sorted(ACTIONS))})")
+    if getattr(data, "undecodable", False):
+        return Refusal("payload", f"not decodable as JSON: {cast(Undecodable, data).error[:300]}")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        return Refusal("payload", f"expected a JSON object, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        place = ".".join(str(part) for part in first["loc"]) or "payload"
+        return Refusal(place, first["msg"].removeprefix("Value error, ")[:300])
+
+
+def open_ticket(policy: Policy, policy_version: str, ticket: Ticket, ctx: Ctx) -> Decision:
+    """Route a new ticket and start its clocks (or its Tier 0 self-service wait)."""
+    decision = routing.route_ticket(policy, ticket)
+    state = TicketState(
+        route=decision,
+        state=OPEN,
+        tier=decision.tier,
+        department=decision.department,
+        priority=decision.priority,
+        tier_entered_at=ctx.now,
+    )
+    d = _Decider(state, policy, ticket, ctx)
+    d.open(decision, policy_version)
+    return d.result()
+
+
+def decide(state: TicketState, policy: Policy, ticket: Ticket, event: Input, ctx: Ctx) -> Decision:
+    """Apply one input. Never raises: an unexpected error refuses the input, records it and counts it."""
+    d = _Decider(_copy(state), policy, ticket, ctx)
+    # Dispatch on a class attribute, not isinstance: the workflow sandbox may hand us proxied classes.
+    try:
+        if event.input == "action":
+            d.act(cast(Action, event))
+        elif event.input == "tick":
+            d.tick()
+        else:
+            d.delivery(cast(Delivery, event))
+        return d.result()
+    except Exception as exc:  # the promise: a bug refuses, records and counts; it never wedges a ticket
+        return _internal_error(state, policy, event, ctx, exc)
+
+
+def _copy(state: TicketState) -> TicketState:
+    """A private copy to decide on (a failed decision leaves the original untouched). A dump and
+    validate round trip: five times faster than `deepcopy`, which crawls inside the sandbox."""
+    return TicketState.model_validate(state.model_dump())
+
+
+def _internal_error(state: TicketState, policy: Policy, event: Input, ctx: Ctx, exc: Exception) -> Decision:
+    safe = _copy(state)
+    safe.internal_errors += 1
+    what = cast(Action, event).name if event.input == "action" else event.input
+    detail: dict[str, Any] = {"input": what, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+    refusal = None
+    if event.input == "action":
+        safe.refused += 1
+        refusal = Refusal("internal", f"the ticket could not decide on {what} ({type(exc).__name__}); recorded")
+        detail["via"] = cast(Action, event).via
+    elif event.input == "tick":
+        # Make progress anyway: what was due is marked done, so the same bug does not spin.
+        detail["skipped"] = _skip_due(safe, policy, ctx.now)
+    elif event.input == "delivery":
+        outcome = cast(Delivery, event)
+        safe.outbox = [n for n in safe.outbox if n.key != outcome.key] if outcome.ok else safe.outbox
+    return Decision(safe, [TimelineEvent(at=ctx.now, kind="internal_error", detail=detail)], [], refusal)
+
+
+def _skip_due(state: TicketState, policy: Policy, now: datetime) -> list[str]:
+    skipped: list[str] = []
+    for name, clock in list(state.clocks.items()):
+        steps: list[LadderStep] = getattr(policy.ladders, name.value)
+        for due in sla.pending(clock, policy.calendars[clock.calendar], steps):
+            if due.at > now:
+                continue
+            if due.step is None:
+                clock = clock.model_copy(update={"breached_at": due.at})
+            else:
+                clock = sla.mark_fired(clock, due.step)
+            skipped.append(f"{name.value}:{due.step.id if due.step else 'breach'}")
+        state.clocks[name] = clock
+    if state.self_service_until is not None and state.self_service_until <= now:
+        state.self_service_until = now + timedelta(hours=1)
+        skipped.append("self_service_until")
+    for approval in state.approvals:
+        if approval.status == "pending" and approval.deadline <= now:
+            approval.status = "timed_out"
+            skipped.append(f"approval:{approval.id}")
+    return skipped
+
+
+def check(state: TicketState, policy: Policy, name: str, action: Message, now: datetime) -> Refusal | None:
+    """Would the ticket take this (already parsed) action now? Pure; mutates nothing."""
+    cell = TABLE[name][state.state]
+    if not cell.applied:
+        return Refusal("state", cell.note)
+    try:
+        guards.check(name, state, policy, action, now)
+    except Rejected as exc:
+        return Refusal(exc.field, exc.reason)
+    return None
+
+
+# ---------------------------------------------------------------------- timing (pure queries)
+def next_due(state: TicketState, policy: Policy) -> tuple[datetime, str] | None:
+    """The nearest instant something must happen, with a label for the timer in the Web UI.
+
+    Outbox retries are not included: the workflow adds them, since it knows which are in flight."""
+    candidates: list[tuple[datetime, str]] = []
+    for due in pending_steps(state, policy):
+        what = f"{due.clock.value} {'breach' if due.step is None else 'step ' + due.step.id}"
+        candidates.append((due.at, what))
+    if state.state == SS and state.self_service_until:
+        candidates.append((state.self_service_until, "self-service wait ends"))
+    for approval in state.approvals:
+        if approval.status == "pending":
+            candidates.append((approval.deadline, f"approval {approval.id} deadline"))
+    if state.state == RESOLVED and state.resolved_at:
+        closes = state.resolved_at + policy.reopen_window
+        candidates.append((closes, "reopen window closes"))
+    return min(candidates, default=None)
+
+
+def tick_due(state: TicketState, policy: Policy, now: datetime) -> bool:
+    """Would a `Tick` at `now` fire anything? (The reopen window's end is the workflow's to act on.)"""
+    if state.state == SS and state.self_service_until and state.self_service_until <= now:
+        return True
+    if any(a.status == "pending" and a.deadline <= now for a in state.approvals):
+        return True
+    return any(d.at <= now for d in pending_steps(state, policy))
+
+
+def pending_steps(state: TicketState, policy: Policy) -> list[sla.Due]:
+    items: list[sla.Due] = []
+    for name, clock in state.clocks.items():
+        items += sla.pending(clock, policy.calendars[clock.calendar], _steps(state, policy, name))
+    return sorted(items, key=lambda d: d.at)
+
+
+def _steps(state: TicketState, policy: Policy, clock: ClockName) -> list[LadderStep]:
+    steps: list[LadderStep] = getattr(policy.ladders, clock.value)
+    return [s for s in steps if s.tiers is None or state.tier in s.tiers]
+
+
+def finished(state: TicketState, policy: Policy, now: datetime) -> bool:
+    """Resolved, its reopen window over, and its outbox empty: a ticket never completes with a notice
+    undelivered. Given-up ones keep it open (and listed) until an operator redelivers or discards them."""
+    if state.state != RESOLVED or state.resolved_at is None:
+        return False
+    if state.outbox:
+        return False
+    return now >= state.resolved_at + policy.reopen_window
+
+
+def backoff(policy: Policy, attempts: int) -> timedelta:
+    """Wait before try `attempts + 1`: 10 s doubling, at most the policy's `retry_max_interval`."""
+    base = timedelta(seconds=10) * (2 ** min(attempts - 1, 20))
+    longest: timedelta = policy.notifications.retry_max_interval
+    return base if base < longest else longest
+
+
+def _from_to(before: Any, after: Any) -> dict[str, Any]:
+    return {"from": before, "to": after}
+
+
+# ---------------------------------------------------------------------- the decider
+class _Decider:
+    """Applies one input to a private copy of the state, collecting events and effects."""
+
+    def __init__(self, state: TicketState, policy: Policy, ticket: Ticket, ctx: Ctx) -> None:
+        self.s = state
+        self.policy = policy
+        self.ticket = ticket
+        self.ctx = ctx
+        self.now = ctx.now
+        self.events: list[TimelineEvent] = []
+        self.effects: list[Notice] = []
+        self.refusal: Refusal | None = None
+        self.duplicate = False
+
+    def result(self) -> Decision:
+        return Decision(self.s, self.events, self.effects, self.refusal, self.duplicate)
+
+    def record(
+        self, what: str, /, *, by: Actor | str | None = None, when: datetime | None = None, **detail: Any
+    ) -> None:
+        who = f"{by.role.value}:{by.id}" if isinstance(by, Actor) else by
+        self.events.append(TimelineEvent(at=when or self.now, kind=what, actor=who, detail=detail))
+
+    # ------------------------------------------------------------------ opening
+    def open(self, decision: RouteDecision, policy_version: str) -> None:
+        opened_at = self.ticket.opened_at or self.now
+        self.record(
             "ticket_opened",
-            detail={
-                "policy_version": snapshot.version,
-                "source": self._ticket.source,
-                "opened_at": opened_at.isoformat(),
-            },
+            by=f"source:{self.ticket.source}",
+            policy_version=policy_version,
+            source=self.ticket.source,
+            opened_at=opened_at.isoformat(),
         )
-        self._record("routed", detail=decision.model_dump(mode="json"))
-        route = routing.route_named(policy, decision.route)
+        self.record("routed", by=SYSTEM, **decision.model_dump(mode="json"))
+        route = routing.route_named(self.policy, decision.route)
         if route.self_service is not None:
-            self.snap.state = State.self_service
-            self.snap.tier = 0
-            self.snap.self_service_until = now + route.self_service.wait
-            self._record(
+            self.s.state = SS
+            self.s.tier = 0
+            self.s.self_service_until = self.now + route.self_service.wait
+            self.record(
                 "self_service_offered",
-                detail={"kb_url": route.self_service.kb_url, "until": self.snap.self_service_until.isoformat()},
+                by=SYSTEM,
+                kb_url=route.self_service.kb_url,
+                until=self.s.self_service_until.isoformat(),
             )
-            customer = self._ticket.customer
-            self._notify(
+            customer = self.ticket.customer
+            self.notify(
                 "ticket.self_service",
                 reason="self-service answer offered",
                 recipients=[Person(role="customer", id=customer.id, email=customer.email)],
                 data={"kb_url": route.self_service.kb_url},
             )
-            self._publish()
             return
-        self._enter_tier(decision.tier, decision.department, start=opened_at, why="initial route")
-
-    def _finished(self) -> bool:
-        snap = self.snap
-        if snap.state != State.resolved or snap.resolved_at is None:
-            return False
-        return workflow.now() >= snap.resolved_at + self.policy.reopen_window
-
-    # ------------------------------------------------------------------ timers
-    def _next_due(self) -> tuple[datetime, str] | None:
-        """The nearest instant something must happen, with a label for the timer in the Web UI."""
-        snap = self.snap
-        candidates: list[tuple[datetime, str]] = []
-        for due in self._pending_steps():
-            what = f"{due.clock.value} {'breach' if due.step is None else 'step ' + due.step.id}"
-            candidates.append((due.at, what))
-        if snap.state == State.self_service and snap.self_service_until:
-            candidates.append((snap.self_service_until, "self-service wait ends"))
-        for approval in snap.approvals:
-            if approval.status == "pending":
-                candidates.append((approval.deadline, f"approval {approval.id} deadline"))
-        if snap.state == State.resolved and snap.resolved_at:
-            candidates.append((snap.resolved_at + self.policy.reopen_window, "reopen window closes"))
-        return min(candidates, default=None)
-
-    def _pending_steps(self) -> list[sla.Due]:
-        items: list[sla.Due] = []
-        for name, clock in self.snap.clocks.items():
-            cal = self.policy.calendars[clock.calendar]
-            items += sla.pending(clock, cal, self._steps(name))
-        return sorted(items, key=lambda d: d.at)
-
-    def _steps(self, clock: ClockName) -> list[LadderStep]:
-        steps: list[LadderStep] = getattr(self.policy.ladders, clock.value)
-        return [s for s in steps if s.tiers is None or self.snap.tier in s.tiers]
-
-    def _fire_due(self) -> None:
-        """Do everything that is due now, in time order; an escalation re-plans what follows."""
-        snap = self.snap
-        for _ in range(100):  # bounded: each pass fires at least one item or stops
-            now = workflow.now()
-            if snap.state == State.self_service and snap.self_service_until and now >= snap.self_service_until:
-                self._record("self_service_expired")
-                self._leave_self_service("no confirmation from the customer in time")
-                continue
-            expired = [a for a in snap.approvals if a.status == "pending" and now >= a.deadline]
-            if expired:
-                self._approval_timed_out(expired[0])
-                continue
-            due = [d for d in self._pending_steps() if d.at <= now]
-            if not due:
-                return
-            self._fire(due[0])
-
-    def _fire(self, due: sla.Due) -> None:
-        snap = self.snap
-        clock = snap.clocks[due.clock]
-        now = workflow.now()
-        if due.step is None:
-            snap.clocks[due.clock] = clock.model_copy(update={"breached_at": now})
-            snap.breaches += 1
-            self._record(
-                "sla_breached",
-                detail={"clock": due.clock.value, "deadline": clock.deadline.isoformat() if clock.deadline else None},
-            )
-            self._publish()
-            return
-        step = due.step
-        snap.clocks[due.clock] = sla.mark_fired(clock, step)
-        steps: list[LadderStep] = getattr(self.policy.ladders, due.clock.value)
-        rule = f"ladders.{due.clock.value}[{steps.index(step)}] ({step.id})"
-        fired = snap.clocks[due.clock].fired[step.id]
-        when = f"at {step.at_percent:g}% of target" if step.is_warning else "after breach"
-        reason = f"{due.clock.value} SLA {when}" + (f" (repeat {fired - 1})" if fired > 1 else "")
-        self._record("ladder_step", detail={"rule": rule, "clock": due.clock.value, "reason": reason})
-        for action in step.actions:
-            self._ladder_action(action, step, rule, reason)
-        self._publish()
-
-    def _ladder_action(self, action: object, step: LadderStep, rule: str, reason: str) -> None:
-        snap = self.snap
-        if isinstance(action, NotifyAction):
-            kind = "sla.warning" if step.is_warning else "sla.breached"
-            self._notify(kind, reason=reason, rule=rule, recipients=notices.recipients(self.policy, snap, action.roles))
-        elif isinstance(action, ReassignAction):
-            queue = routing.queue_for(self.policy, snap.department, snap.tier)
-            self._reassign(SYSTEM, to_agent=None, to_queue=queue, reason=reason, rule=rule)
-        elif isinstance(action, EscalateAction):
-            target = self.policy.next_tier(snap.tier)
-            if target is None:
-                self._record("escalation_skipped", detail={"rule": rule, "reason": "already at the top tier"})
-                return
-            self._escalate_hierarchical(target, SYSTEM, reason=reason, rule=rule)
-        elif isinstance(action, CcAction):
-            self._cc_head(reason=reason, rule=rule)
-
-    # ------------------------------------------------------------------ state changes
-    def _enter_tier(self, tier: int, department: str, *, start: datetime | None = None, why: str) -> None:
-        """Put the ticket in a tier and department; both clocks start over for the new owners."""
-        snap = self.snap
-        now = workflow.now()
-        start = min(start or now, now)
-        snap.tier, snap.department = tier, department
-        snap.tier_entered_at = now
-        snap.state = State.open
-        snap.assignee = None
-        snap.queue = routing.queue_for(self.policy, department, tier)
-        snap.tiers_visited.append(tier)
-        if not snap.departments_visited or snap.departments_visited[-1] != department:
-            snap.departments_visited.append(department)
-        self._start_clock(ClockName.first_response, start)
-        self._start_clock(ClockName.resolution, start)
-        self._record("tier_entered", detail={"tier": tier, "department": department, "queue": snap.queue, "why": why})
-        self._publish()
-
-    def _start_clock(self, name: ClockName, start: datetime) -> None:
-        snap = self.snap
-        calendar = snap.route.calendar
-        targets = routing.targets_for(
-            self.policy, snap.route.route, self._ticket.customer.segment, snap.tier, snap.priority
-        )
-        target: timedelta = getattr(targets, name.value)
-        clock = sla.start_clock(name, calendar, self.policy.calendars[calendar], target, start)
-        snap.clocks[name] = clock
-        self._record(
-            "sla_started",
-            detail={
-                "clock": name.value,
-                "target": str(target),
-                "calendar": calendar,
-                "deadline": clock.deadline.isoformat() if clock.deadline else None,
-            },
-        )
-
-    def _leave_self_service(self, why: str) -> None:
-        snap = self.snap
-        snap.self_service_until = None
-        self._enter_tier(snap.route.tier, snap.route.department, why=why)
-
-    def _escalate_hierarchical(self, tier: int, actor: Actor, *, reason: str, rule: str | None) -> None:
-        snap = self.snap
-        before = snap.tier
-        snap.escalations += 1
-        self._enter_tier(tier, snap.department, why=f"hierarchical escalation: {reason}")
-        self._record(
-            "escalated",
-            actor=actor,
-            detail={
-                "kind": "hierarchical",
-                "from_tier": before,
-                "to_tier": tier,
-                "department": snap.department,
-                "rule": rule,
-                "reason": reason,
-            },
-        )
-        self._notify(
-            "ticket.escalated",
-            reason=reason,
-            rule=rule,
-            recipients=notices.recipients(self.policy, snap, [Recipient.queue, Recipient.team_lead]),
-            data={"kind": "hierarchical", "from_tier": before, "to_tier": tier, "actor": actor.id},
-        )
-
-    def _escalate_functional(self, department: str, actor: Actor, reason: str) -> None:
-        """To another department at the same tier: it must respond anew; the resolution clock runs on."""
-        snap = self.snap
-        before = snap.department
-        snap.escalations += 1
-        snap.department = department
-        snap.departments_visited.append(department)
-        snap.queue = routing.queue_for(self.policy, department, snap.tier)
-        snap.assignee = None
-        snap.state = State.open if snap.state != State.pending_customer else snap.state
-        self._start_clock(ClockName.first_response, workflow.now())
-        self._record(
-            "escalated",
-            actor=actor,
-            detail={
-                "kind": "functional",
-                "from_department": before,
-                "to_department": department,
-                "tier": snap.tier,
-                "reason": reason,
-            },
-        )
-        self._notify(
-            "ticket.escalated",
-            reason=reason,
-            recipients=notices.recipients(self.policy, snap, [Recipient.queue, Recipient.team_lead]),
-            data={"kind": "functional", "from_department": before, "to_department": department, "actor": actor.id},
-        )
-
-    def _cc_head(self, *, reason: str, rule: str | None) -> None:
-        cc = notices.department_head(self.policy, self.snap.department)
-        if cc:
-            self._effect_event("ticket.cc", "cc_department_heads", reason=reason, rule=rule, cc=cc)
-
-    def _reassign(
-        self, actor: Actor, *, to_agent: str | None, to_queue: str | None, reason: str, rule: str | None = None
-    ) -> None:
-        snap = self.snap
-        before = {"agent": snap.assignee, "queue": snap.queue, "department": snap.department}
-        if to_queue:
-            snap.queue = to_queue
-            snap.department = guards.department_of_queue(self.policy, to_queue) or snap.department
-            if snap.departments_visited[-1] != snap.department:
-                snap.departments_visited.append(snap.department)
-        snap.assignee = to_agent
-        after = {"agent": snap.assignee, "queue": snap.queue, "department": snap.department}
-        self._record("reassigned", actor=actor, detail={"from": before, "to": after, "reason": reason, "rule": rule})
-        self._notify(
-            "ticket.reassigned",
-            reason=reason,
-            rule=rule,
-            recipients=notices.recipients(self.policy, snap, [Recipient.assignee]),
-            data={"from": before, "to": after},
-        )
-        snap.notification_seq += 1
-        key = f"{workflow.info().workflow_id}:reassign:{snap.notification_seq}"
-        request = ReassignInput(
-            idempotency_key=key,
-            ticket_id=self._ticket.ticket_id,
-            workflow_id=workflow.info().workflow_id,
-            queue=snap.queue,
-            agent=snap.assignee,
-            reason=reason,
-        )
-        self._spawn(self._run_reassign(request))
-        self._publish()
-
-    def _approval_timed_out(self, approval: Approval) -> None:
-        approval.status = "timed_out"
-        reason = f"{approval.kind} approval {approval.id} not decided by {approval.deadline.isoformat()}"
-        self._record("approval_timed_out", detail={"approval_id": approval.id, "reason": reason})
-        target = self.policy.next_tier(self.snap.tier)
-        if target is not None:
-            self._escalate_hierarchical(target, SYSTEM, reason=reason, rule="approvals.timeout")
-        self._cc_head(reason=reason, rule="approvals.timeout")
-
-    # ------------------------------------------------------------------ side effects
-    def _notify(
-        self,
-        kind: str,
-        *,
-        reason: str,
-        rule: str | None = None,
-        recipients: list[Any] | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> None:
-        self._effect_event(kind, "notify", reason=reason, rule=rule, recipients=recipients, data=data)
-
-    def _effect_event(self, kind: str, activity_name: str, **fields: Any) -> None:
-        snap = self.snap
-        snap.notification_seq += 1
-        event = notices.build_event(
-            seq=snap.notification_seq,
-            workflow_id=workflow.info().workflow_id,
-            ticket=self._ticket,
-            snap=snap,
-            type=kind,
-            now=workflow.now(),
-            **fields,
-        )
-        for endpoint in notices.endpoints_for(self.policy, kind):
-            self._spawn(self._deliver(activity_name, DeliverInput(event=event, endpoint=endpoint)))
-
-    def _spawn(self, coro: Any) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(coro)
-        self._effects.add(task)
-        task.add_done_callback(self._effects.discard)
-
-    async def _deliver(self, activity_name: str, request: DeliverInput) -> None:
-        event: OutboundEvent = request.event
-        detail = {
-            "event_id": event.id,
-            "type": event.type,
-            "endpoint": request.endpoint.name,
-            "recipients": [p.id for p in event.recipients],
-            "cc": [p.id for p in event.cc],
-        }
-        try:
-            await workflow.execute_activity(
-                activity_name,
-                request,
-                activity_id=f"{activity_name}:{event.id}:{request.endpoint.name}",
-                summary=f"{event.type} -> {request.endpoint.name}",
-                **NOTIFY_OPTIONS,
-            )
-            self._record("notification_delivered", detail=detail)
-        except ActivityError as err:
-            cause = err.cause.message if isinstance(err.cause, ApplicationError) else str(err.cause or err)
-            workflow.logger.warning("notification failed", extra={"event_id": event.id, "error": cause})
-            self._record("notification_failed", detail={**detail, "error": cause})
-
-    async def _run_reassign(self, request: ReassignInput) -> None:
-        try:
-            await workflow.execute_activity(
-                "reassign",
-                request,
-                summary=f"reassign to {request.queue}",
-                activity_id=request.idempotency_key,
-                **NOTIFY_OPTIONS,
-            )
-            self._record("helpdesk_updated", detail={"queue": request.queue, "agent": request.agent})
-        except ActivityError as err:
-            cause = err.cause.message if isinstance(err.cause, ApplicationError) else str(err.cause or err)
-            self._record("helpdesk_update_failed", detail={"queue": request.queue, "error": cause})
-
-    def _record(self, kind: str, *, actor: Actor | None = None, detail: dict[str, Any] | None = None) -> None:
-        self.snap.timeline.append(
-            TimelineEvent(
-                at=workflow.now(),
-                kind=kind,
-                actor=f"{actor.role.value}:{actor.id}" if actor else None,
-                detail=detail or {},
-            )
-        )
-        # workflow.logger is replay-aware (silent while replaying) and adds the workflow's ids.
-        log = workflow.logger.info if kind in _LOGGED_AT_INFO else workflow.logger.debug
-        log("ticket %s: %s", self._ticket.ticket_id, kind, extra={"ticket_id": self._ticket.ticket_id, "kind": kind})
-
-    def _publish(self) -> None:
-        """Mirror the ticket onto its search attributes (visible and queryable in the Web UI)."""
-        snap = self.snap
-        deadlines = [c.deadline for c in snap.clocks.values() if sla.is_running(c) and c.deadline]
-        values: list[tuple[SearchAttributeKey[Any], Any]] = [
-            (sa.TICKET_TIER, snap.tier),
-            (sa.TICKET_STATE, snap.state.value),
-            (sa.TICKET_PRIORITY, snap.priority.value),
-            (sa.TICKET_CHANNEL, self._ticket.channel.value),
-            (sa.TICKET_CATEGORY, self._ticket.category),
-            (sa.TICKET_DEPARTMENT, snap.department),
-            (sa.TICKET_ASSIGNEE, snap.assignee),
-            (sa.SLA_BREACHED, snap.breaches > 0),  # sticky: it breached at some tier
-            (sa.ESCALATION_COUNT, snap.escalations),
-            (sa.NEXT_SLA_DEADLINE, min(deadlines, default=None)),
-        ]
-        # Only what changed: every upsert is a history event.
-        changed = [(key, value) for key, value in values if self._published.get(key.name, _UNSET) != value]
-        if not changed:
-            return
-        updates: list[SearchAttributeUpdate[Any]] = [
-            key.value_unset() if value is None else key.value_set(value) for key, value in changed
-        ]
-        workflow.upsert_search_attributes(updates)
-        self._published.update({key.name: value for key, value in changed})
+        self.enter_tier(decision.tier, decision.department, start=opened_at, why="initial route")
 
     # ------------------------------------------------------------------ actions
-    def _check(self, name: str, action: Any) -> None:
-        guards.check(name, self.snap, self.policy, action, workflow.now())
+    def act(self, action: Action) -> None:
+        parsed = parse_action(action.name, action.data)
+        if isinstance(parsed, Refusal):
+            return self.refuse(action, parsed, None)
+        if action.key is not None and action.key in self.s.applied_keys:
+            self.duplicate = True  # applied before under this key: the answer is the status, nothing changes
+            return None
+        refusal = check(self.s, self.policy, action.name, parsed, self.now)
+        if refusal is not None:
+            return self.refuse(action, refusal, getattr(parsed, "actor", None))
+        getattr(self, f"do_{action.name}")(parsed)
+        if action.key is not None:
+            self.s.applied_keys = [*self.s.applied_keys, action.key][-MAX_KEYS:]
+        return None
 
-    def _validate(self, name: str, action: Any) -> None:
-        """Update validator: refuse with 'field: reason'; mutates nothing and writes no history."""
-        if self._snap is None:
-            return  # still opening: the handler checks again once the policy is loaded
-        try:
-            self._check(name, action)
-        except Rejected as exc:
-            raise ApplicationError(
-                str(exc), {"field": exc.field, "reason": exc.reason}, type="ActionRejected", non_retryable=True
-            ) from None
+    def refuse(self, action: Action, refusal: Refusal, actor: Actor | None) -> None:
+        # Only the count changes: everything else the action might have done is discarded.
+        self.refusal = refusal
+        self.events.clear()
+        self.effects.clear()
+        self.s.refused += 1
+        self.record(
+            "action_rejected",
+            by=actor,
+            action=action.name[:100],
+            field=refusal.field,
+            reason=refusal.reason,
+            via=action.via,
+        )
 
-    async def _update(self, name: str, action: Any) -> TicketStatus:
-        await workflow.wait_condition(lambda: self._snap is not None)
-        self._validate(name, action)
-        self._apply(name, action)
-        return self.current_status()
+    def do_acknowledge(self, a: Acknowledge) -> None:
+        if self.s.state == SS:
+            self.leave_self_service(f"acknowledged by {a.actor.id}")
+        clock = self.s.clocks.get(ClockName.first_response)
+        if clock is not None:
+            self.s.clocks[ClockName.first_response] = sla.stop(clock, self.calendar(), self.now)
+        self.s.state = ACK
+        self.s.assignee = self.s.assignee or a.actor.id
+        self.s.first_response_at = self.s.first_response_at or self.now
+        self.record("acknowledged", by=a.actor, note=a.note)
 
-    async def _signal(self, name: str, action: Any) -> None:
-        await workflow.wait_condition(lambda: self._snap is not None)
-        try:
-            self._check(name, action)
-        except Rejected as exc:
-            actor = getattr(action, "actor", None)
-            self._record(
-                "action_rejected",
-                actor=actor,
-                detail={"action": name, "field": exc.field, "reason": exc.reason, "via": "signal"},
-            )
-            return
-        self._apply(name, action)
+    def do_reassign(self, a: Reassign) -> None:
+        if self.s.state == SS:
+            self.leave_self_service(f"reassigned by {a.actor.id}")
+        self.reassign(a.actor, to_agent=a.to_agent, to_queue=a.to_queue, reason=a.reason or "")
 
-    def _apply(self, name: str, action: Any) -> None:
-        getattr(self, f"_do_{name}")(action)
-        self._publish()
-        self._woken = True
-
-    def _do_acknowledge(self, a: Acknowledge) -> None:
-        snap, now = self.snap, workflow.now()
-        cal = self.policy.calendars[snap.route.calendar]
-        snap.clocks[ClockName.first_response] = sla.stop(snap.clocks[ClockName.first_response], cal, now)
-        snap.state = State.acknowledged
-        snap.assignee = snap.assignee or a.actor.id
-        snap.first_response_at = snap.first_response_at or now
-        self._record("acknowledged", actor=a.actor, detail={"note": a.note})
-
-    def _do_reassign(self, a: Reassign) -> None:
-        self._reassign(a.actor, to_agent=a.to_agent, to_queue=a.to_queue, reason=a.reason or "")
-
-    def _do_escalate(self, a: Escalate) -> None:
+    def do_escalate(self, a: Escalate) -> None:
         if a.kind == EscalationKind.functional:
-            assert a.department is not None
-            self._escalate_functional(a.department, a.actor, a.reason)
+            assert a.department is not None  # the guard refuses a functional escalation without one
+            self.escalate_functional(a.department, a.actor, a.reason)
         else:
-            target = guards.hierarchical_target(self.snap, self.policy, a.to_tier)
-            self._escalate_hierarchical(target, a.actor, reason=a.reason, rule=None)
+            target = guards.hierarchical_target(self.s, self.policy, a.to_tier)
+            self.escalate_hierarchical(target, a.actor, reason=a.reason, rule=None)
 
-    def _do_pending_customer(self, a: PendingCustomer) -> None:
-        snap, now = self.snap, workflow.now()
-        cal = self.policy.calendars[snap.route.calendar]
-        snap.clocks = {name: sla.pause(c, cal, now) for name, c in snap.clocks.items()}
-        snap.resume_state = snap.state
-        snap.state = State.pending_customer
-        self._record("sla_paused", actor=a.actor, detail={"note": a.note})
+    def do_pending_customer(self, a: PendingCustomer) -> None:
+        cal = self.calendar()
+        self.s.clocks = {name: sla.pause(c, cal, self.now) for name, c in self.s.clocks.items()}
+        self.s.resume_state = self.s.state
+        self.s.state = PENDING
+        self.record("sla_paused", by=a.actor, note=a.note)
 
-    def _do_customer_replied(self, a: CustomerReplied) -> None:
-        snap, now = self.snap, workflow.now()
-        if snap.state == State.self_service:
-            self._record("customer_replied", detail={"note": a.note, "effect": "leaves self-service"})
-            self._leave_self_service("the customer still needs help")
+    def do_customer_replied(self, a: CustomerReplied) -> None:
+        if self.s.state == SS:
+            self.record("customer_replied", by=CUSTOMER, note=a.note, effect="leaves self-service")
+            self.leave_self_service("the customer still needs help")
             return
-        if snap.state != State.pending_customer:
-            self._record("customer_replied", detail={"note": a.note, "effect": "none"})
+        if self.s.state != PENDING:
+            self.record("customer_replied", by=CUSTOMER, note=a.note, effect="none: the clocks were running")
             return
-        cal = self.policy.calendars[snap.route.calendar]
-        snap.clocks = {name: sla.resume(c, cal, now) for name, c in snap.clocks.items()}
-        snap.state = snap.resume_state or State.acknowledged
+        cal = self.calendar()
+        self.s.clocks = {name: sla.resume(c, cal, self.now) for name, c in self.s.clocks.items()}
+        self.s.state = self.s.resume_state or ACK
+        self.s.resume_state = None
         deadlines = {
-            n.value: c.deadline.isoformat() for n, c in snap.clocks.items() if c.deadline and sla.is_running(c)
+            n.value: c.deadline.isoformat() for n, c in self.s.clocks.items() if c.deadline and sla.is_running(c)
         }
-        self._record("sla_resumed", detail={"note": a.note, "deadlines": deadlines})
+        self.record("sla_resumed", by=CUSTOMER, note=a.note, deadlines=deadlines)
 
-    def _do_confirm_solved(self, a: ConfirmSolved) -> None:
-        snap = self.snap
-        snap.self_service_until = None
-        self._resolve(SYSTEM, "solved by self-service" + (f": {a.note}" if a.note else ""))
+    def do_confirm_solved(self, a: ConfirmSolved) -> None:
+        self.s.self_service_until = None
+        self.resolve(CUSTOMER, "solved by self-service" + (f": {a.note}" if a.note else ""))
 
-    def _do_change_priority(self, a: ChangePriority) -> None:
-        snap = self.snap
-        before = {n.value: c.deadline.isoformat() if c.deadline else None for n, c in snap.clocks.items()}
-        old = snap.priority
-        snap.priority = a.priority
-        targets = routing.targets_for(
-            self.policy, snap.route.route, self._ticket.customer.segment, snap.tier, a.priority
-        )
-        cal = self.policy.calendars[snap.route.calendar]
-        snap.clocks = {
-            n: sla.retarget(c, cal, getattr(targets, n.value)) if c.stopped_at is None else c
-            for n, c in snap.clocks.items()
-        }
-        after = {n.value: c.deadline.isoformat() if c.deadline else None for n, c in snap.clocks.items()}
-        self._record(
+    def do_change_priority(self, a: ChangePriority) -> None:
+        s = self.s
+        before = {n.value: c.deadline.isoformat() if c.deadline else None for n, c in s.clocks.items()}
+        old = s.priority
+        s.priority = a.priority
+        if s.tier > 0:
+            targets = routing.targets_for(self.policy, s.route.route, self.ticket.customer.segment, s.tier, a.priority)
+            cal = self.calendar()
+            s.clocks = {
+                n: sla.retarget(c, cal, getattr(targets, n.value)) if c.stopped_at is None else c
+                for n, c in s.clocks.items()
+            }
+        after = {n.value: c.deadline.isoformat() if c.deadline else None for n, c in s.clocks.items()}
+        self.record(
             "priority_changed",
-            actor=a.actor,
-            detail={
-                "from": old.value,
-                "to": a.priority.value,
-                "reason": a.reason,
-                "deadlines_before": before,
-                "deadlines_after": after,
-            },
+            by=a.actor,
+            **_from_to(old.value, a.priority.value),
+            reason=a.reason,
+            deadlines_before=before,
+            deadlines_after=after,
         )
 
-    def _do_resolve(self, a: Resolve) -> None:
-        self._resolve(a.actor, a.resolution)
+    def do_resolve(self, a: Resolve) -> None:
+        self.resolve(a.actor, a.resolution)
 
-    def _resolve(self, actor: Actor, resolution: str) -> None:
-        snap, now = self.snap, workflow.now()
-        cal = self.policy.calendars[snap.route.calendar]
-        snap.clocks = {n: sla.stop(c, cal, now) for n, c in snap.clocks.items()}
-        snap.state = State.resolved
-        snap.resolved_at = now
-        self._record("resolved", actor=actor, detail={"resolution": resolution})
-        self._notify(
-            "ticket.resolved", reason=resolution, recipients=notices.recipients(self.policy, snap, [Recipient.assignee])
+    def do_reopen(self, a: Reopen) -> None:
+        s = self.s
+        s.resolved_at = None
+        s.reopens += 1
+        self.record("reopened", by=a.actor, reason=a.reason)
+        tier = s.tier if s.tier > 0 else s.route.tier
+        self.enter_tier(tier, s.department, why=f"reopened: {a.reason}")
+        self.notify(
+            "ticket.reopened", reason=a.reason, recipients=notices.recipients(self.policy, s, [Recipient.queue])
         )
 
-    def _do_reopen(self, a: Reopen) -> None:
-        snap = self.snap
-        snap.resolved_at = None
-        self._record("reopened", actor=a.actor, detail={"reason": a.reason})
-        self._enter_tier(snap.tier, snap.department, why=f"reopened: {a.reason}")
-        self._notify(
-            "ticket.reopened", reason=a.reason, recipients=notices.recipients(self.policy, snap, [Recipient.queue])
-        )
-
-    def _do_request_approval(self, a: RequestApproval) -> None:
-        snap, now = self.snap, workflow.now()
+    def do_request_approval(self, a: RequestApproval) -> None:
+        s = self.s
         approval = Approval(
-            id=f"apr-{len(snap.approvals) + 1}",
+            id=f"apr-{len(s.approvals) + 1}",
             kind=a.kind,
             amount=a.amount,
             requested_by=a.actor.id,
-            reason=a.reason,
-            requested_at=now,
-            deadline=now + self.policy.approvals.timeout,
+            reason=a.reason[:500],
+            requested_at=self.now,
+            deadline=self.now + self.policy.approvals.timeout,
         )
         if guards.within_authority(self.policy, a):
             approval.status, approval.decided_by = "approved", a.actor.id
-            snap.approvals.append(approval)
-            self._record(
+            s.approvals.append(approval)
+            self.record(
                 "approval_granted",
-                actor=a.actor,
-                detail={"approval_id": approval.id, "within_authority": True, "amount": a.amount, "kind": a.kind},
+                by=a.actor,
+                approval_id=approval.id,
+                within_authority=True,
+                amount=a.amount,
+                kind=a.kind,
             )
             return
-        snap.approvals.append(approval)
-        self._record("approval_requested", actor=a.actor, detail=approval.model_dump(mode="json"))
-        self._notify(
+        s.approvals.append(approval)
+        self.record("approval_requested", by=a.actor, **approval.model_dump(mode="json"))
+        self.notify(
             "approval.requested",
             reason=a.reason,
             rule="permissions.authority_limit",
-            recipients=notices.department_head(self.policy, snap.department),
+            recipients=notices.department_head(self.policy, s.department),
             data={
                 "approval_id": approval.id,
                 "kind": a.kind,
@@ -677,194 +635,381 @@ class TicketMachine:
             },
         )
 
-    def _do_decide_approval(self, a: DecideApproval) -> None:
-        approval = next(x for x in self.snap.approvals if x.id == a.approval_id)
+    def do_decide_approval(self, a: DecideApproval) -> None:
+        approval = next(x for x in self.s.approvals if x.id == a.approval_id)
         approval.status = "approved" if a.approved else "rejected"
         approval.decided_by = a.actor.id
-        self._record(f"approval_{approval.status}", actor=a.actor, detail={"approval_id": approval.id, "note": a.note})
+        self.record(f"approval_{approval.status}", by=a.actor, approval_id=approval.id, note=a.note)
 
-    # ------------------------------------------------------------------ query results
-    def current_status(self) -> TicketStatus:
-        snap, now = self.snap, workflow.now()
-        clocks = [sla.status(c, self.policy.calendars[c.calendar], now) for c in snap.clocks.values()]
-        running = [c.deadline for c in clocks if c.state == "running" and c.deadline]
-        return TicketStatus(
-            ticket_id=self._ticket.ticket_id,
-            workflow_id=workflow.info().workflow_id,
-            state=snap.state,
-            tier=snap.tier,
-            department=snap.department,
-            assignee=snap.assignee,
-            queue=snap.queue,
-            priority=snap.priority,
-            clocks=clocks,
-            next_deadline=min(running, default=None),
-            sla_breached=snap.breaches > 0,
-            escalation_count=snap.escalations,
-            policy_version=snap.policy_version,
-            route=snap.route.route,
-            pending_approvals=[a for a in snap.approvals if a.status == "pending"],
+    def do_redeliver(self, a: Redeliver) -> None:
+        keys = []
+        for notice in self.s.outbox:
+            if notice.status == "pending":
+                continue
+            notice.status = "undelivered"
+            notice.next_attempt_at = self.now
+            notice.give_up_at = self.now + self.policy.notifications.retry_for
+            keys.append(notice.key)
+        self.record("redelivery_requested", by=a.actor, reason=a.reason, notices=keys)
+
+    def do_discard_notices(self, a: DiscardNotices) -> None:
+        gone = [n for n in self.s.outbox if n.status == "failed"]
+        self.s.outbox = [n for n in self.s.outbox if n.status != "failed"]
+        self.s.dropped += len(gone)
+        self.record(
+            "notifications_discarded",
+            by=a.actor,
+            reason=a.reason,
+            notices=[{"key": n.key, "type": n.type, "endpoint": n.endpoint, "error": n.last_error} for n in gone],
         )
 
-    def current_timeline(self) -> Timeline:
-        return Timeline(ticket_id=self._ticket.ticket_id, events=list(self.snap.timeline))
+    # ------------------------------------------------------------------ time passing
+    def tick(self) -> None:
+        """Do everything that is due now, in time order; an escalation re-plans what follows."""
+        s = self.s
+        for _ in range(100):  # bounded: each pass fires at least one item or stops
+            if s.state == SS and s.self_service_until and self.now >= s.self_service_until:
+                self.record("self_service_expired", by=SYSTEM)
+                self.leave_self_service("no confirmation from the customer in time")
+                continue
+            expired = [a for a in s.approvals if a.status == "pending" and self.now >= a.deadline]
+            if expired:
+                self.approval_timed_out(expired[0])
+                continue
+            due = [d for d in pending_steps(s, self.policy) if d.at <= self.now]
+            if not due:
+                return
+            self.fire(due[0])
 
-    def _summary(self) -> TicketSummary:
-        snap = self.snap
-        opened = self._ticket.opened_at or workflow.info().start_time
-        return TicketSummary(
-            ticket_id=self._ticket.ticket_id,
-            final_state=snap.state,
-            tiers_visited=snap.tiers_visited,
-            departments_visited=snap.departments_visited,
-            escalations=snap.escalations,
-            breaches=snap.breaches,
-            time_to_first_response=(snap.first_response_at - opened) if snap.first_response_at else None,
-            time_to_resolution=(snap.resolved_at - opened) if snap.resolved_at else None,
-            policy_version=snap.policy_version,
+    def fire(self, due: sla.Due) -> None:
+        s = self.s
+        clock = s.clocks[due.clock]
+        if due.step is None:
+            # Recorded at its deadline, even when the worker only got to it later.
+            s.clocks[due.clock] = clock.model_copy(update={"breached_at": due.at})
+            s.breaches += 1
+            self.record(
+                "sla_breached",
+                by=SYSTEM,
+                when=due.at,
+                clock=due.clock.value,
+                deadline=due.at.isoformat(),
+                noticed_at=self.now.isoformat(),
+            )
+            return
+        step = due.step
+        times = 1
+        if step.repeat is not None:
+            # After an outage, the repeats that fell due meanwhile collapse into one notice.
+            times = 1 + int((self.now - due.at) / step.repeat.interval)
+            if step.repeat.count is not None:
+                times = min(times, step.repeat.count + 1 - clock.fired.get(step.id, 0))
+            times = max(times, 1)
+        fired = clock.fired.get(step.id, 0) + times
+        s.clocks[due.clock] = clock.model_copy(update={"fired": {**clock.fired, step.id: fired}})
+        steps: list[LadderStep] = getattr(self.policy.ladders, due.clock.value)
+        rule = f"ladders.{due.clock.value}[{steps.index(step)}] ({step.id})"
+        when = f"at {step.at_percent:g}% of target" if step.is_warning else "after breach"
+        reason = f"{due.clock.value} SLA {when}" + (f" (repeat {fired - 1})" if fired > 1 else "")
+        missed = times - 1
+        if missed:
+            reason += f"; {missed} earlier reminder(s) missed while the worker was away"
+        self.record("ladder_step", by=SYSTEM, rule=rule, clock=due.clock.value, reason=reason, missed=missed)
+        for action in step.actions:
+            self.ladder_action(action, step, rule, reason, missed)
+
+    def ladder_action(self, action: object, step: LadderStep, rule: str, reason: str, missed: int) -> None:
+        s = self.s
+        if isinstance(action, NotifyAction):
+            kind = "sla.warning" if step.is_warning else "sla.breached"
+            data = {"missed": missed} if missed else None
+            recipients = notices.recipients(self.policy, s, action.roles)
+            self.notify(kind, reason=reason, rule=rule, recipients=recipients, data=data)
+        elif isinstance(action, ReassignAction):
+            queue = routing.queue_for(self.policy, s.department, s.tier)
+            if s.queue == queue and s.assignee is None:
+                self.record("reassign_skipped", by=SYSTEM, rule=rule, reason=f"already unassigned in {queue}")
+                return
+            self.reassign(SYSTEM, to_agent=None, to_queue=queue, reason=reason, rule=rule)
+        elif isinstance(action, EscalateAction):
+            target = self.policy.next_tier(s.tier)
+            if target is None:
+                self.record("escalation_skipped", by=SYSTEM, rule=rule, reason="already at the top tier")
+                return
+            self.escalate_hierarchical(target, SYSTEM, reason=reason, rule=rule)
+        elif isinstance(action, CcAction):
+            self.cc_head(reason=reason, rule=rule)
+
+    def approval_timed_out(self, approval: Approval) -> None:
+        approval.status = "timed_out"
+        reason = f"{approval.kind} approval {approval.id} not decided by {approval.deadline.isoformat()}"
+        self.record("approval_timed_out", by=SYSTEM, approval_id=approval.id, reason=reason)
+        target = self.policy.next_tier(self.s.tier) if self.s.tier > 0 else self.s.route.tier
+        if target is not None:
+            self.escalate_hierarchical(target, SYSTEM, reason=reason, rule="approvals.timeout")
+        self.cc_head(reason=reason, rule="approvals.timeout")
+
+    # ------------------------------------------------------------------ deliveries
+    def delivery(self, outcome: Delivery) -> None:
+        notice = next((n for n in self.s.outbox if n.key == outcome.key), None)
+        if notice is None:
+            return
+        tries = notice.attempts + 1
+        info: dict[str, Any] = {"key": notice.key, "type": notice.type, "endpoint": notice.endpoint, "attempts": tries}
+        if outcome.ok:
+            self.s.outbox = [n for n in self.s.outbox if n.key != notice.key]
+            self.s.delivered += 1
+            if notice.activity == "reassign":
+                kind = "helpdesk_skipped" if outcome.detail.get("outcome") == "skipped" else "helpdesk_updated"
+            else:
+                kind = "notification_delivered"
+            self.record(kind, **info, **outcome.detail)
+            return
+        notice.attempts = tries
+        notice.last_error = (outcome.error or "unknown error")[:500]
+        if outcome.final or self.now >= notice.give_up_at:
+            notice.status = "failed"
+            why = "refused by the receiver" if outcome.final else "retry window over"
+            self.record("notification_failed", **info, error=notice.last_error, why=why, redeliver="redeliver action")
+            return
+        first = notice.status == "pending"
+        notice.status = "undelivered"
+        wait = backoff(self.policy, tries)
+        if outcome.retry_after is not None and outcome.retry_after > wait:
+            wait = min(outcome.retry_after, timedelta(hours=1))
+        notice.next_attempt_at = self.now + wait
+        if first:
+            self.record(
+                "notification_undelivered",
+                **info,
+                error=notice.last_error,
+                retrying_until=notice.give_up_at.isoformat(),
+            )
+
+    def _bound_outbox(self) -> None:
+        """Keep the carried outbox bounded: past `MAX_OUTBOX`, the oldest given-up notices go first,
+        then the oldest still being retried. Never silently: recorded, counted, and logged."""
+        excess = len(self.s.outbox) - MAX_OUTBOX
+        if excess <= 0:
+            return
+        order = {"failed": 0, "undelivered": 1, "pending": 2}
+        oldest = sorted(self.s.outbox, key=lambda n: (order[n.status], n.created_at))
+        drop = {n.key for n in oldest[:excess]}
+        self.s.outbox = [n for n in self.s.outbox if n.key not in drop]
+        self.s.dropped += len(drop)
+        self.record(
+            "notifications_dropped",
+            keys=sorted(drop),
+            why=f"more than {MAX_OUTBOX} notices undelivered; the receiver has been failing for long",
         )
 
-    # ------------------------------------------------------------------ the contract's handlers
-    # Defined here, not in ticket.py, so that their definitions are built once per worker process;
-    # `TicketEscalation` inherits them and the sandbox only re-creates the small subclass per ticket.
-    # Each action is a signal and an update with the same name and payload (the contract).
-    @workflow.signal(name="acknowledge")
-    async def acknowledge_signal(self, a: Acknowledge) -> None:
-        await self._signal("acknowledge", a)
+    # ------------------------------------------------------------------ state changes
+    def calendar(self) -> Any:
+        return self.policy.calendars[self.s.route.calendar]
 
-    @workflow.update(name="acknowledge")
-    async def acknowledge(self, a: Acknowledge) -> TicketStatus:
-        return await self._update("acknowledge", a)
+    def visit(self, tier: int | None = None, department: str | None = None) -> None:
+        s = self.s
+        if tier is not None:
+            s.tiers_visited = [*s.tiers_visited, tier][-MAX_VISITED:]
+        if department is not None and (not s.departments_visited or s.departments_visited[-1] != department):
+            s.departments_visited = [*s.departments_visited, department][-MAX_VISITED:]
 
-    @acknowledge.validator
-    def _v_acknowledge(self, a: Acknowledge) -> None:
-        self._validate("acknowledge", a)
+    def enter_tier(self, tier: int, department: str, *, start: datetime | None = None, why: str) -> None:
+        """Put the ticket in a tier and department; both clocks start over for the new owners."""
+        s = self.s
+        start = min(start or self.now, self.now)
+        s.tier, s.department = tier, department
+        s.tier_entered_at = self.now
+        s.state = OPEN
+        s.resume_state = None
+        s.assignee = None
+        s.queue = routing.queue_for(self.policy, department, tier)
+        self.visit(tier, department)
+        self.start_clock(ClockName.first_response, start)
+        self.start_clock(ClockName.resolution, start)
+        self.record("tier_entered", by=SYSTEM, tier=tier, department=department, queue=s.queue, why=why)
 
-    @workflow.signal(name="reassign")
-    async def reassign_signal(self, a: Reassign) -> None:
-        await self._signal("reassign", a)
+    def start_clock(self, name: ClockName, start: datetime) -> None:
+        s = self.s
+        calendar = s.route.calendar
+        targets = routing.targets_for(self.policy, s.route.route, self.ticket.customer.segment, s.tier, s.priority)
+        target: timedelta = getattr(targets, name.value)
+        clock = sla.start_clock(name, calendar, self.policy.calendars[calendar], target, start)
+        s.clocks[name] = clock
+        self.record(
+            "sla_started",
+            by=SYSTEM,
+            clock=name.value,
+            target=str(target),
+            calendar=calendar,
+            deadline=clock.deadline.isoformat() if clock.deadline else None,
+        )
 
-    @workflow.update(name="reassign")
-    async def reassign(self, a: Reassign) -> TicketStatus:
-        return await self._update("reassign", a)
+    def leave_self_service(self, why: str, department: str | None = None, tier: int | None = None) -> None:
+        s = self.s
+        s.self_service_until = None
+        self.enter_tier(tier or s.route.tier, department or s.route.department, why=why)
 
-    @reassign.validator
-    def _v_reassign(self, a: Reassign) -> None:
-        self._validate("reassign", a)
+    def escalate_hierarchical(self, tier: int, actor: Actor, *, reason: str, rule: str | None) -> None:
+        s = self.s
+        before = s.tier
+        s.escalations += 1
+        self.enter_tier(tier, s.department, why=f"hierarchical escalation: {reason}")
+        self.record(
+            "escalated",
+            by=actor,
+            kind="hierarchical",
+            from_tier=before,
+            to_tier=tier,
+            department=s.department,
+            rule=rule,
+            reason=reason,
+        )
+        self.notify(
+            "ticket.escalated",
+            reason=reason,
+            rule=rule,
+            recipients=notices.recipients(self.policy, s, [Recipient.queue, Recipient.team_lead]),
+            data={"kind": "hierarchical", "from_tier": before, "to_tier": tier, "actor": actor.id},
+        )
 
-    @workflow.signal(name="escalate")
-    async def escalate_signal(self, a: Escalate) -> None:
-        await self._signal("escalate", a)
+    def escalate_functional(self, department: str, actor: Actor, reason: str) -> None:
+        """To another department at the same tier: it must respond anew; the resolution clock runs on.
 
-    @workflow.update(name="escalate")
-    async def escalate(self, a: Escalate) -> TicketStatus:
-        return await self._update("escalate", a)
+        From Tier 0 the ticket enters the department at its route's tier, with both clocks."""
+        s = self.s
+        before = s.department
+        s.escalations += 1
+        if s.state == SS:
+            self.leave_self_service(f"functional escalation: {reason}", department=department)
+        else:
+            s.department = department
+            self.visit(department=department)
+            s.queue = routing.queue_for(self.policy, department, s.tier)
+            s.assignee = None
+            if s.state == PENDING:  # the new department's clock runs: the ticket is open for them
+                cal = self.calendar()
+                s.clocks = {name: sla.resume(c, cal, self.now) for name, c in s.clocks.items()}
+                s.resume_state = None
+            s.state = OPEN
+            self.start_clock(ClockName.first_response, self.now)
+        self.record(
+            "escalated",
+            by=actor,
+            kind="functional",
+            from_department=before,
+            to_department=department,
+            tier=s.tier,
+            reason=reason,
+        )
+        self.notify(
+            "ticket.escalated",
+            reason=reason,
+            recipients=notices.recipients(self.policy, s, [Recipient.queue, Recipient.team_lead]),
+            data={"kind": "functional", "from_department": before, "to_department": department, "actor": actor.id},
+        )
 
-    @escalate.validator
-    def _v_escalate(self, a: Escalate) -> None:
-        self._validate("escalate", a)
+    def reassign(
+        self, actor: Actor, *, to_agent: str | None, to_queue: str | None, reason: str, rule: str | None = None
+    ) -> None:
+        s = self.s
+        before = {"agent": s.assignee, "queue": s.queue, "department": s.department}
+        if to_queue:
+            s.queue = to_queue
+            s.department = guards.department_of_queue(self.policy, to_queue) or s.department
+            self.visit(department=s.department)
+        s.assignee = to_agent
+        after = {"agent": s.assignee, "queue": s.queue, "department": s.department}
+        if after == before:
+            self.record("reassign_skipped", by=actor, rule=rule, reason="nothing to change")
+            return
+        self.record("reassigned", by=actor, reason=reason, rule=rule, **_from_to(before, after))
+        self.notify(
+            "ticket.reassigned",
+            reason=reason,
+            rule=rule,
+            recipients=notices.recipients(self.policy, s, [Recipient.assignee]),
+            data={"from": before, "to": after},
+        )
+        s.notice_seq += 1
+        key = f"{self.ctx.workflow_id}:{self.ctx.life}:reassign:{s.notice_seq}"
+        request = ReassignInput(
+            idempotency_key=key,
+            ticket_id=self.ticket.ticket_id,
+            workflow_id=self.ctx.workflow_id,
+            queue=s.queue,
+            agent=s.assignee,
+            reason=reason,
+        )
+        self.enqueue(
+            Notice(
+                key=key,
+                activity="reassign",
+                type="helpdesk.reassign",
+                endpoint="helpdesk",
+                reassign=request,
+                created_at=self.now,
+                next_attempt_at=self.now,
+                give_up_at=self.now + self.policy.notifications.retry_for,
+            )
+        )
 
-    @workflow.signal(name="pending_customer")
-    async def pending_customer_signal(self, a: PendingCustomer) -> None:
-        await self._signal("pending_customer", a)
+    def resolve(self, actor: Actor | str, resolution: str) -> None:
+        s = self.s
+        cal = self.calendar()
+        s.clocks = {n: sla.stop(c, cal, self.now) for n, c in s.clocks.items()}
+        s.state = RESOLVED
+        s.resume_state = None
+        s.resolved_at = self.now
+        s.self_service_until = None
+        self.record("resolved", by=actor, resolution=resolution)
+        self.notify(
+            "ticket.resolved", reason=resolution, recipients=notices.recipients(self.policy, s, [Recipient.assignee])
+        )
 
-    @workflow.update(name="pending_customer")
-    async def pending_customer(self, a: PendingCustomer) -> TicketStatus:
-        return await self._update("pending_customer", a)
+    def cc_head(self, *, reason: str, rule: str | None) -> None:
+        cc = notices.department_head(self.policy, self.s.department)
+        if cc:
+            self.event("ticket.cc", "cc_department_heads", reason=reason, rule=rule, cc=cc)
 
-    @pending_customer.validator
-    def _v_pending_customer(self, a: PendingCustomer) -> None:
-        self._validate("pending_customer", a)
+    def notify(
+        self,
+        kind: str,
+        *,
+        reason: str,
+        rule: str | None = None,
+        recipients: list[Person] | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self.event(kind, "notify", reason=reason, rule=rule, recipients=recipients, data=data)
 
-    @workflow.signal(name="customer_replied")
-    async def customer_replied_signal(self, a: CustomerReplied) -> None:
-        await self._signal("customer_replied", a)
+    def event(self, kind: str, activity: Literal["notify", "cc_department_heads"], **fields: Any) -> None:
+        s = self.s
+        s.notice_seq += 1
+        event = notices.build_event(
+            event_id=notices.event_id(self.ctx.workflow_id, self.ctx.life, s.notice_seq),
+            workflow_id=self.ctx.workflow_id,
+            ticket=self.ticket,
+            snap=s,
+            type=kind,
+            now=self.now,
+            **fields,
+        )
+        for endpoint in notices.endpoints_for(self.policy, kind):
+            self.enqueue(
+                Notice(
+                    key=f"{event.id}@{endpoint.name}",
+                    activity=activity,
+                    type=kind,
+                    endpoint=endpoint.name,
+                    deliver=DeliverInput(event=event, endpoint=EndpointRef(name=endpoint.name, url=endpoint.url)),
+                    created_at=self.now,
+                    next_attempt_at=self.now,
+                    give_up_at=self.now + self.policy.notifications.retry_for,
+                )
+            )
 
-    @workflow.update(name="customer_replied")
-    async def customer_replied(self, a: CustomerReplied) -> TicketStatus:
-        return await self._update("customer_replied", a)
-
-    @customer_replied.validator
-    def _v_customer_replied(self, a: CustomerReplied) -> None:
-        self._validate("customer_replied", a)
-
-    @workflow.signal(name="confirm_solved")
-    async def confirm_solved_signal(self, a: ConfirmSolved) -> None:
-        await self._signal("confirm_solved", a)
-
-    @workflow.update(name="confirm_solved")
-    async def confirm_solved(self, a: ConfirmSolved) -> TicketStatus:
-        return await self._update("confirm_solved", a)
-
-    @confirm_solved.validator
-    def _v_confirm_solved(self, a: ConfirmSolved) -> None:
-        self._validate("confirm_solved", a)
-
-    @workflow.signal(name="change_priority")
-    async def change_priority_signal(self, a: ChangePriority) -> None:
-        await self._signal("change_priority", a)
-
-    @workflow.update(name="change_priority")
-    async def change_priority(self, a: ChangePriority) -> TicketStatus:
-        return await self._update("change_priority", a)
-
-    @change_priority.validator
-    def _v_change_priority(self, a: ChangePriority) -> None:
-        self._validate("change_priority", a)
-
-    @workflow.signal(name="resolve")
-    async def resolve_signal(self, a: Resolve) -> None:
-        await self._signal("resolve", a)
-
-    @workflow.update(name="resolve")
-    async def resolve(self, a: Resolve) -> TicketStatus:
-        return await self._update("resolve", a)
-
-    @resolve.validator
-    def _v_resolve(self, a: Resolve) -> None:
-        self._validate("resolve", a)
-
-    @workflow.signal(name="reopen")
-    async def reopen_signal(self, a: Reopen) -> None:
-        await self._signal("reopen", a)
-
-    @workflow.update(name="reopen")
-    async def reopen(self, a: Reopen) -> TicketStatus:
-        return await self._update("reopen", a)
-
-    @reopen.validator
-    def _v_reopen(self, a: Reopen) -> None:
-        self._validate("reopen", a)
-
-    @workflow.signal(name="request_approval")
-    async def request_approval_signal(self, a: RequestApproval) -> None:
-        await self._signal("request_approval", a)
-
-    @workflow.update(name="request_approval")
-    async def request_approval(self, a: RequestApproval) -> TicketStatus:
-        return await self._update("request_approval", a)
-
-    @request_approval.validator
-    def _v_request_approval(self, a: RequestApproval) -> None:
-        self._validate("request_approval", a)
-
-    @workflow.signal(name="decide_approval")
-    async def decide_approval_signal(self, a: DecideApproval) -> None:
-        await self._signal("decide_approval", a)
-
-    @workflow.update(name="decide_approval")
-    async def decide_approval(self, a: DecideApproval) -> TicketStatus:
-        return await self._update("decide_approval", a)
-
-    @decide_approval.validator
-    def _v_decide_approval(self, a: DecideApproval) -> None:
-        self._validate("decide_approval", a)
-
-    # ------------------------------------------------------------------ queries
-    @workflow.query(name="status")
-    def status(self) -> TicketStatus:
-        return self.current_status()
-
-    @workflow.query(name="timeline")
-    def timeline(self) -> Timeline:
-        return self.current_timeline()
+    def enqueue(self, notice: Notice) -> None:
+        self.s.outbox.append(notice)
+        self.effects.append(notice)
+        self._bound_outbox()

@@ -2,19 +2,38 @@
 
 These are the contract's shapes (see ../shared/contract.md and the README's contract section).
 Every timestamp is an aware datetime; naive ones are refused at the edge.
+
+Two kinds of model, on purpose:
+- `Message`: what callers send (actions) and what the workflow answers. Unknown fields are
+  refused (`extra="forbid"`), so a typo is an error that names the field, not a silent no-op.
+- `Persisted` (in `workflows/state.py`) and `Ticket`: what is read back from history, possibly
+  written by an older or newer version of this code. Unknown fields are ignored there, so adding a
+  field never fails a ticket that is already running.
+
+Every free-text field has a length bound: whatever a caller sends ends up in history, in the
+carried state or in a search attribute, and each of those has a hard size limit on the server.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from config.policy import Channel, Policy, Priority, Role
+from config.policy import Channel, Priority, Role
 
 WORKFLOW_TYPE = "TicketEscalation"
+
+# Bounds on what callers send. Ids end up in search attributes (the server refuses keyword values
+# over 2,048 bytes and ends the workflow), texts in history and notices.
+Id = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+ShortText = Annotated[str, StringConstraints(max_length=2_000)]
+Note = Annotated[str, StringConstraints(max_length=10_000)]
+MAX_METADATA_BYTES = 16_384
+MAX_ACTION_BYTES = 65_536  # a whole action payload; larger ones are refused before they reach history
 
 
 def workflow_id_for(ticket_id: str) -> str:
@@ -27,46 +46,66 @@ class Message(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class Customer(Message):
-    id: str = Field(min_length=1)
-    name: str | None = None
-    email: str | None = None
-    segment: str = "standard"
+class Customer(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+    id: Id
+    name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    email: Annotated[str, StringConstraints(max_length=320)] | None = None
+    segment: Annotated[str, StringConstraints(max_length=64)] = "standard"
 
 
-class Ticket(Message):
-    """The workflow input: the ticket as the source system knows it."""
+class Ticket(BaseModel):
+    """The workflow input: the ticket as the source system knows it.
+
+    Tolerant of unknown fields (a ticket started by a newer client still runs); the HTTP API
+    refuses them at its edge (`TicketRequest`).
+    """
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     ticket_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")
-    subject: str = Field(min_length=1)
-    description: str = ""
+    subject: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    description: Annotated[str, StringConstraints(max_length=20_000)] = ""
     channel: Channel = Channel.email
-    category: str = "general"
+    category: Annotated[str, StringConstraints(min_length=1, max_length=100)] = "general"
     priority: Priority = Priority.normal
     customer: Customer
     opened_at: AwareDatetime | None = None
-    source: str = "unknown"
+    source: Annotated[str, StringConstraints(max_length=100)] = "unknown"
     metadata: dict[str, Any] = Field(default_factory=dict)
-    # Internal: set only when the workflow continues as new, never by callers.
-    carried_state: TicketSnapshot | None = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _bounded_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(value, default=str))
+        if size > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata is {size} bytes as JSON; at most {MAX_METADATA_BYTES}")
+        return value
+
+
+class TicketRequest(Ticket):
+    """A ticket as the HTTP API accepts it: unknown fields are errors that name the field."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Actor(Message):
-    id: str = Field(min_length=1)
+    id: Id
     role: Role
-    tier: int | None = Field(default=None, ge=0)
+    tier: int | None = Field(default=None, ge=0, le=99)
 
 
 class Acknowledge(Message):
     actor: Actor
-    note: str | None = None
+    note: Note | None = None
 
 
 class Reassign(Message):
     actor: Actor
-    to_agent: str | None = None
-    to_queue: str | None = None
-    reason: str | None = None
+    to_agent: Id | None = None
+    to_queue: Id | None = None
+    reason: ShortText | None = None
 
 
 class EscalationKind(StrEnum):
@@ -77,40 +116,42 @@ class EscalationKind(StrEnum):
 class Escalate(Message):
     actor: Actor
     kind: EscalationKind
-    department: str | None = None
-    reason: str = ""
-    to_tier: int | None = Field(default=None, description="addition: skip-level target, if the policy allows")
+    department: Id | None = None
+    reason: ShortText = ""
+    to_tier: int | None = Field(
+        default=None, ge=0, le=99, description="addition: skip-level target, if the policy allows"
+    )
 
 
 class PendingCustomer(Message):
     actor: Actor
-    note: str | None = None
+    note: Note | None = None
 
 
 class CustomerReplied(Message):
-    note: str | None = None
+    note: Note | None = None
 
 
 class ConfirmSolved(Message):
     """Addition: the customer says the Tier 0 self-service answer solved the problem."""
 
-    note: str | None = None
+    note: Note | None = None
 
 
 class ChangePriority(Message):
     actor: Actor
     priority: Priority
-    reason: str = ""
+    reason: ShortText = ""
 
 
 class Resolve(Message):
     actor: Actor
-    resolution: str = Field(min_length=1)
+    resolution: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
 
 
 class Reopen(Message):
     actor: Actor
-    reason: str = ""
+    reason: ShortText = ""
 
 
 class RequestApproval(Message):
@@ -118,15 +159,29 @@ class RequestApproval(Message):
 
     actor: Actor
     kind: Literal["refund", "discount"]
-    amount: float = Field(gt=0)
-    reason: str = ""
+    amount: float = Field(gt=0, le=1e12)
+    reason: ShortText = ""
 
 
 class DecideApproval(Message):
     actor: Actor
-    approval_id: str
+    approval_id: Id
     approved: bool
-    note: str | None = None
+    note: Note | None = None
+
+
+class Redeliver(Message):
+    """Addition: retry every undelivered or given-up notice of this ticket now (operators)."""
+
+    actor: Actor
+    reason: ShortText = ""
+
+
+class DiscardNotices(Message):
+    """Addition: give up the ticket's failed notices for good (operators); each is recorded."""
+
+    actor: Actor
+    reason: ShortText
 
 
 class State(StrEnum):
@@ -142,23 +197,6 @@ class ClockName(StrEnum):
     resolution = "resolution"
 
 
-class Clock(Message):
-    """One SLA clock. Business time consumed so far = `consumed` + time since `running_since`."""
-
-    name: ClockName
-    calendar: str
-    target: timedelta
-    started_at: AwareDatetime
-    consumed: timedelta = timedelta(0)
-    running_since: AwareDatetime | None = None
-    paused_since: AwareDatetime | None = None
-    paused_total: timedelta = timedelta(0)
-    deadline: AwareDatetime | None = None
-    breached_at: AwareDatetime | None = None
-    stopped_at: AwareDatetime | None = None
-    fired: dict[str, int] = Field(default_factory=dict, description="ladder step id -> times fired")
-
-
 class ClockStatus(Message):
     name: ClockName
     state: Literal["running", "paused", "stopped"]
@@ -171,7 +209,9 @@ class ClockStatus(Message):
     breached_at: AwareDatetime | None
 
 
-class Approval(Message):
+class Approval(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
     id: str
     kind: Literal["refund", "discount"]
     amount: float
@@ -190,7 +230,9 @@ class TimelineEvent(Message):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
-class RouteDecision(Message):
+class RouteDecision(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
     route: str
     reason: str
     tier: int
@@ -200,31 +242,17 @@ class RouteDecision(Message):
     self_service: bool = False
 
 
-class TicketSnapshot(Message):
-    """Everything the workflow carries across continue-as-new."""
+class NoticeStatus(Message):
+    """A notice (webhook or helpdesk call) that has not been delivered yet."""
 
-    policy: Policy
-    policy_version: str
-    route: RouteDecision
-    state: State
-    resume_state: State | None = None
-    tier: int
-    department: str
-    priority: Priority
-    assignee: str | None = None
-    queue: str | None = None
-    clocks: dict[ClockName, Clock] = Field(default_factory=dict)
-    tier_entered_at: AwareDatetime
-    tiers_visited: list[int] = Field(default_factory=list)
-    departments_visited: list[str] = Field(default_factory=list)
-    escalations: int = 0
-    breaches: int = 0
-    first_response_at: AwareDatetime | None = None
-    resolved_at: AwareDatetime | None = None
-    approvals: list[Approval] = Field(default_factory=list)
-    timeline: list[TimelineEvent] = Field(default_factory=list)
-    notification_seq: int = 0
-    self_service_until: AwareDatetime | None = None
+    key: str = Field(description="webhook-id (or helpdesk idempotency key) @ endpoint")
+    type: str
+    endpoint: str
+    status: Literal["pending", "undelivered", "failed"]
+    attempts: int
+    last_error: str | None
+    next_attempt_at: AwareDatetime | None
+    give_up_at: AwareDatetime
 
 
 class TicketStatus(Message):
@@ -245,6 +273,11 @@ class TicketStatus(Message):
     policy_version: str
     route: str
     pending_approvals: list[Approval]
+    undelivered_count: int = Field(default=0, description="notices not delivered yet after at least one try")
+    undelivered: list[NoticeStatus] = Field(default_factory=list, description="the first 20 of them")
+    refused_actions: int = 0
+    internal_errors: int = Field(default=0, description="decisions that failed unexpectedly (and were refused)")
+    notices_dropped: int = Field(default=0, description="notices dropped from a full outbox (each on the timeline)")
 
 
 class TicketSummary(Message):
@@ -259,14 +292,19 @@ class TicketSummary(Message):
     time_to_first_response: timedelta | None
     time_to_resolution: timedelta | None
     policy_version: str
+    refused_actions: int = 0
+    notices_delivered: int = 0
+    notices_failed: int = 0
+    notices_dropped: int = 0
 
 
 class Timeline(Message):
     ticket_id: str
     events: list[TimelineEvent]
+    earlier_runs: int = Field(
+        default=0, description="runs before this one (continue-as-new); their events are in their own histories"
+    )
 
-
-Ticket.model_rebuild()
 
 # Action name -> payload model: the contract's agent actions plus this product's additions.
 ACTIONS: dict[str, type[Message]] = {
@@ -281,4 +319,6 @@ ACTIONS: dict[str, type[Message]] = {
     "reopen": Reopen,
     "request_approval": RequestApproval,
     "decide_approval": DecideApproval,
+    "redeliver": Redeliver,
+    "discard_notices": DiscardNotices,
 }

@@ -7,10 +7,11 @@ from typing import Any
 
 from activities.models import OutboundEvent, Person
 from config.policy import Endpoint, Policy, Recipient
-from workflows.models import Ticket, TicketSnapshot
+from workflows.models import Ticket
+from workflows.state import TicketState
 
 
-def recipients(policy: Policy, snap: TicketSnapshot, roles: list[Recipient]) -> list[Person]:
+def recipients(policy: Policy, snap: TicketState, roles: list[Recipient]) -> list[Person]:
     """Resolve roles against the ticket's department; roles with nobody behind them are left out."""
     dept = policy.departments[snap.department]
     found: list[Person] = []
@@ -35,12 +36,23 @@ def department_head(policy: Policy, department: str) -> list[Person]:
     return [Person(role="department_head", id=head.id, email=head.email)] if head else []
 
 
+# A notice waits in the ticket's carried outbox until delivered: its reason is cut to keep that
+# bounded (the full text is on the timeline and in history).
+MAX_REASON = 500
+
+
+def event_id(workflow_id: str, life: str, seq: int) -> str:
+    """The webhook-id: unique per ticket life (the first run id survives continue-as-new, and a ticket
+    id opened again gets a new one), stable across retries because it is computed once, in history."""
+    return f"msg_{workflow_id}_{life.replace('-', '')}_{seq}"
+
+
 def build_event(
     *,
-    seq: int,
+    event_id: str,
     workflow_id: str,
     ticket: Ticket,
-    snap: TicketSnapshot,
+    snap: TicketState,
     type: str,
     now: datetime,
     reason: str,
@@ -49,9 +61,8 @@ def build_event(
     rule: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> OutboundEvent:
-    """The event id is the workflow id plus a per-ticket sequence: stable across retries and runs."""
     return OutboundEvent(
-        id=f"msg_{workflow_id}_{seq}",
+        id=event_id,
         type=type,
         occurred_at=now,
         ticket_id=ticket.ticket_id,
@@ -62,7 +73,7 @@ def build_event(
         recipients=recipients or [],
         cc=cc or [],
         rule=rule,
-        reason=reason,
+        reason=reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…",
         data=data or {},
     )
 

@@ -16,6 +16,8 @@ TICKET_ASSIGNEE = SearchAttributeKey.for_keyword("TicketAssignee")
 SLA_BREACHED = SearchAttributeKey.for_bool("SlaBreached")
 ESCALATION_COUNT = SearchAttributeKey.for_int("EscalationCount")
 NEXT_SLA_DEADLINE = SearchAttributeKey.for_datetime("NextSlaDeadline")
+# Addition: notices of the ticket not delivered after at least one try (undelivered or failed).
+UNDELIVERED_NOTICES = SearchAttributeKey.for_int("UndeliveredNotices")
 
 ALL: list[SearchAttributeKey[Any]] = [
     TICKET_TIER,
@@ -28,6 +30,7 @@ ALL: list[SearchAttributeKey[Any]] = [
     SLA_BREACHED,
     ESCALATION_COUNT,
     NEXT_SLA_DEADLINE,
+    UNDELIVERED_NOTICES,
 ]
 
 _CLI_TYPES = {"INT": "Int", "KEYWORD": "Keyword", "BOOL": "Bool", "DATETIME": "Datetime"}

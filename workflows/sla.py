@@ -12,7 +12,8 @@ from datetime import datetime, timedelta
 
 from config.policy import Calendar, LadderStep
 from workflows.clock import add_business_time, business_time_between
-from workflows.models import Clock, ClockName, ClockStatus
+from workflows.models import ClockName, ClockStatus
+from workflows.state import Clock
 
 
 def start_clock(name: ClockName, calendar_name: str, cal: Calendar, target: timedelta, now: datetime) -> Clock:

@@ -1,76 +1,61 @@
 """`TicketEscalation`: one support ticket as a durable Temporal workflow.
 
 Read top to bottom:
-  1. `run` loads the policy (a local activity, so the version is frozen in history), routes the
-     ticket, then loops: sleep until the nearest SLA step or until an action arrives, fire what is due.
-  2. Agent actions arrive as signals or updates of the same name. Both go through the same guard
-     (`workflows.guards`); an update is refused by its validator, a refused signal is recorded on
-     the timeline. Accepted actions change state at once and queue side effects.
-  3. Side effects (webhooks, helpdesk reassignment) run as activities in the background, so a slow
-     receiver never delays a deadline; their outcome lands on the timeline.
-  4. Once resolved, the ticket waits out the policy's reopen window, then returns its summary.
+  1. `run` loads the policy (a local activity, so the version is frozen in history) and opens the
+     ticket, then loops: start the outbox's due deliveries, sleep until the nearest SLA step, retry
+     or action, and let the decision function handle whatever is due.
+  2. Agent actions arrive as signals or updates of the same name (handlers in `runner.py`).
+  3. When history grows long, the ticket continues as new with its carried state (never the
+     timeline), once no handler and no delivery is in flight.
+  4. Once resolved, its reopen window over and its notices settled, it returns its summary.
 
-The decisions, and the contract's signal/update/query handlers, live in `workflows/machine.py`
-(imported once per worker through passthrough; this class inherits them), the arithmetic in pure
-modules (clock, sla, routing, guards, notices). This file is the workflow definition and its main
-loop, kept small on purpose: the sandbox re-executes it for every ticket.
+What the ticket does in each state is `workflows/machine.py` (the table and the decision function,
+no Temporal in it); this file and `runner.py` only apply decisions and run effects. Kept small on
+purpose: the sandbox re-executes this module for every ticket.
 """
 
 from __future__ import annotations
 
-import contextlib
-from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.models import LoadPolicyInput, PolicySnapshot
-    from workflows.machine import POLICY_OPTIONS, TicketMachine
-    from workflows.models import (
-        WORKFLOW_TYPE,
-        Ticket,
-        TicketSummary,
-    )
+    from workflows import machine
+    from workflows.machine import Tick
+    from workflows.models import WORKFLOW_TYPE, Ticket, TicketSummary
+    from workflows.runner import TicketRunner
+    from workflows.state import Carried
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
-class TicketEscalation(TicketMachine):
+class TicketEscalation(TicketRunner):
     @workflow.init
-    def __init__(self, ticket: Ticket) -> None:
-        super().__init__(ticket)
+    def __init__(self, ticket: Ticket | dict[str, Any], carried: Carried | None = None) -> None:
+        super().__init__(ticket, carried)
 
-    # ------------------------------------------------------------------ main loop
     @workflow.run
-    async def run(self, ticket: Ticket) -> TicketSummary:
-        if self._snap is None:
+    async def run(self, ticket: Ticket | dict[str, Any], carried: Carried | None = None) -> TicketSummary:
+        if self._invalid is not None and self._state is None:
+            # A new ticket that does not validate fails at once, naming the field.
+            raise ApplicationError(f"invalid ticket: {self._invalid}", type="InvalidTicket", non_retryable=True)
+        if self._state is None:
             await self._load_policy_and_open()
         else:
             self._publish()
 
-        while not self._finished():
-            if workflow.info().is_continue_as_new_suggested() and not self._effects:
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(self._ticket.model_copy(update={"carried_state": self.snap}))
-            due = self._next_due()
-            timeout = None if due is None else max(due[0] - workflow.now(), timedelta(milliseconds=1))
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(
-                    lambda: self._woken, timeout=timeout, timeout_summary=due[1] if due else None
-                )
+        while True:
+            if machine.finished(self.state, self.policy, workflow.now()):
+                await workflow.wait_condition(self._settled)
+                if machine.finished(self.state, self.policy, workflow.now()):
+                    return self._summary()
+            if workflow.info().is_continue_as_new_suggested():
+                # One condition for both: no update half-applied, no delivery whose outcome would be lost.
+                await workflow.wait_condition(self._settled)
+                workflow.continue_as_new(args=[self._ticket, self._carried()])
+            self._start_deliveries()
+            await self._wait(self._next_due())
             self._woken = False
-            self._fire_due()
-
-        await workflow.wait_condition(lambda: not self._effects and workflow.all_handlers_finished())
-        return self._summary()
-
-    async def _load_policy_and_open(self) -> None:
-        # A local activity: its result (the policy and its version) is recorded in history as a
-        # marker, without a round trip through a task queue. A method of its own so that the raw
-        # snapshot does not stay alive in `run`'s frame for the ticket's whole life.
-        snapshot: PolicySnapshot = await workflow.execute_local_activity(
-            "load_policy",
-            LoadPolicyInput(opened_at=self._ticket.opened_at or workflow.now()),
-            result_type=PolicySnapshot,
-            **POLICY_OPTIONS,
-        )
-        self._open(snapshot)
+            if self._timer_due():
+                self._decide(Tick())

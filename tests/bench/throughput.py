@@ -43,6 +43,7 @@ from workflows.models import Ticket
 
 AGENT = {"actor": {"id": "ann", "role": "agent"}}
 SLA_SECONDS = 6
+BURST_SECONDS = 90
 
 
 def bench_policy() -> dict[str, Any]:
@@ -50,6 +51,8 @@ def bench_policy() -> dict[str, Any]:
     for tier in doc["sla"].values():
         for targets in tier.values():
             targets.update(first_response=f"PT{SLA_SECONDS}S", resolution="PT1H")
+        # The burst phase: urgent tickets all opened at one instant, so their breaches coincide.
+        tier["urgent"].update(first_response=f"PT{BURST_SECONDS}S")
     doc["ladders"] = {
         "first_response": [
             {"id": "fr-breach", "after_breach": "PT0S", "actions": [{"type": "notify", "roles": ["assignee"]}]}
@@ -71,9 +74,9 @@ async def run_all(n: int, concurrency: int, work: Callable[[int], Awaitable[None
     return time.perf_counter() - began
 
 
-def ticket(tid: str, opened_at: datetime | None = None) -> Ticket:
+def ticket(tid: str, opened_at: datetime | None = None, priority: str = "normal") -> Ticket:
     return Ticket.model_validate(
-        {"ticket_id": tid, "subject": "bench", "customer": {"id": "c"}, "opened_at": opened_at}
+        {"ticket_id": tid, "subject": "bench", "customer": {"id": "c"}, "opened_at": opened_at, "priority": priority}
     )
 
 
@@ -149,6 +152,36 @@ async def breaches(
     return [arrivals[tid] - deadlines[tid] for tid in deadlines if tid in arrivals]
 
 
+async def burst(
+    client: Client, tq: str, n: int, concurrency: int, bare: bool, url: str, arrivals: dict[str, float]
+) -> list[float]:
+    """n tickets opened at one instant: their first-response deadlines all fall together (as
+    business-hours calendars make them fall at opening time); lateness (s) of each breach webhook."""
+    run = uuid.uuid4().hex[:6]
+    tickets = TicketClient(client, tq)
+    opened = datetime.now(UTC)
+    deadline = opened + timedelta(seconds=BURST_SECONDS)
+    ids = [f"{'y' if bare else 'U'}{run}-{i}" for i in range(n)]
+
+    async def one(i: int) -> None:
+        if bare:
+            await client.start_workflow(
+                BareTicket.run, args=[ids[i], deadline, url], id=f"bare-{ids[i]}", task_queue=tq
+            )
+        else:
+            await tickets.open(ticket(ids[i], opened, priority="urgent"))
+
+    spent = await run_all(n, concurrency, one)
+    if spent > BURST_SECONDS:
+        print(f"  (starting {n} took {spent:.0f}s, longer than the {BURST_SECONDS}s SLA: the burst is spread)")
+    await asyncio.sleep(max(0.0, deadline.timestamp() - time.time()))
+    for _ in range(1200):
+        if sum(1 for tid in ids if tid in arrivals) >= n:
+            break
+        await asyncio.sleep(0.1)
+    return [arrivals[tid] - deadline.timestamp() for tid in ids if tid in arrivals]
+
+
 async def memory_per_open_workflow(
     env: WorkflowEnvironment, kind: str, n: int, concurrency: int, policy: Path, sandbox: str, url: str
 ) -> float:
@@ -209,6 +242,7 @@ async def main() -> None:
     parser.add_argument("--tickets", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--breach-rate", type=float, default=20, help="tickets started per second, breach phase")
+    parser.add_argument("--burst", type=int, default=500, help="tickets whose breaches fall at one instant")
     args = parser.parse_args()
     n, conc = args.tickets, args.concurrency
     configure("console", "WARNING")  # per-delivery info lines would dominate the run
@@ -278,6 +312,18 @@ async def main() -> None:
                     p50, p99 = statistics.median(values), percentile(values, 0.99)
                     ratio = "" if values is bare_late else f" (ratio {p50 / base50:.2f} / {p99 / base99:.2f})"
                     print(f"  {name}: {p50:.2f}s / {p99:.2f}s, {len(values)}/{n} delivered{ratio}")
+                if args.burst:
+                    m = args.burst
+                    bare_b = await burst(env.client, tq + "-bare", m, conc, True, f"{receiver.url}/bare", arrivals)
+                    tick_b = await burst(env.client, tq, m, conc, False, receiver.url, arrivals)
+                    print(f"burst: {m} first-response deadlines at one instant -> webhook lateness (p50 / p99):")
+                    b50, b99 = statistics.median(bare_b), percentile(bare_b, 0.99)
+                    t50, t99 = statistics.median(tick_b), percentile(tick_b, 0.99)
+                    print(f"  bare workflow: {b50:.2f}s / {b99:.2f}s, {len(bare_b)}/{m} delivered")
+                    print(
+                        f"  tickets: {t50:.2f}s / {t99:.2f}s, {len(tick_b)}/{m} delivered "
+                        f"(ratio {t50 / b50:.2f} / {t99 / b99:.2f})"
+                    )
         mem_bare = await memory_per_open_workflow(env, "bare", n, conc, policy, "on", f"{receiver.url}/bare")
         mem_ticket = await memory_per_open_workflow(env, "ticket", n, conc, policy, "on", receiver.url)
         mem_fast = await memory_per_open_workflow(env, "ticket", n, conc, policy, "off", receiver.url)

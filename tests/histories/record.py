@@ -1,40 +1,49 @@
 """Record the histories that CI replays: `python -m tests.histories.record`.
 
 Each scenario runs the real workflow on the time-skipping server and saves its event history.
-Re-record only on purpose: a history recorded by today's code and replayed by tomorrow's is what
-catches a change that would break tickets already running.
+Never re-record a committed history: a history recorded by yesterday's code and replayed by today's
+is what catches a change that would break tickets already running. Add a scenario and record only
+it (`python -m tests.histories.record NAME`). Every state and path of the ticket is covered:
+Tier 0 (escalated, taken on, solved and reopened), approvals (granted, timed out, rejected),
+pending customer, reopen, refusals and undecodable signals, idempotent retries, undelivered and
+redelivered notices, and continue-as-new (each run in its own file, `__runN`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from api.client import TicketClient
+from api.client import ActionRefused, TicketClient
 from tests.conftest import make_settings, policy_doc
 from tests.helpers import AGENT, LEAD, MANAGER, ticket
-from tests.receiver import start_receiver
+from tests.receiver import Receiver, start_receiver
 from workers.connection import binary, register_search_attributes
 from workers.worker import build_worker
+from workflows import search_attributes as sa
 
 HERE = Path(__file__).parent
-Scenario = Callable[[WorkflowEnvironment, TicketClient, str], Awaitable[None]]
+Scenario = Callable[[WorkflowEnvironment, TicketClient, str, Receiver], Awaitable[None]]
 
 
-async def untouched_ladder(env: WorkflowEnvironment, tickets: TicketClient, tid: str) -> None:
+async def untouched_ladder(env: WorkflowEnvironment, tickets: TicketClient, tid: str, rx: Receiver) -> None:
     await tickets.open(ticket(ticket_id=tid, priority="high"))
     await env.sleep(timedelta(hours=48))
 
 
-async def acknowledged_paused_resolved(env: WorkflowEnvironment, tickets: TicketClient, tid: str) -> None:
+async def acknowledged_paused_resolved(env: WorkflowEnvironment, tickets: TicketClient, tid: str, rx: Receiver) -> None:
     await tickets.open(ticket(ticket_id=tid, category="billing", customer={"id": "c", "segment": "vip"}))
     await env.sleep(timedelta(minutes=20))
     await tickets.act(tid, "acknowledge", {"actor": AGENT})
@@ -51,27 +60,145 @@ async def acknowledged_paused_resolved(env: WorkflowEnvironment, tickets: Ticket
         {"actor": LEAD, "kind": "functional", "department": "technical", "reason": "a bug in invoicing"},
     )
     await tickets.act(tid, "resolve", {"actor": AGENT, "resolution": "refunded and fixed"})
+    await env.sleep(timedelta(days=1))
+    await tickets.act(tid, "reopen", {"actor": AGENT, "reason": "charged again"})
+    await tickets.act(tid, "resolve", {"actor": AGENT, "resolution": "refunded the second charge"})
     await env.sleep(timedelta(days=8))
 
 
-async def self_service(env: WorkflowEnvironment, tickets: TicketClient, tid: str) -> None:
+async def self_service(env: WorkflowEnvironment, tickets: TicketClient, tid: str, rx: Receiver) -> None:
+    """Tier 0: escalated by a lead, then the wait of a second ticket expires (in the same history)."""
     await tickets.open(ticket(ticket_id=tid, category="how-to", channel="web"))
     await env.sleep(timedelta(days=1, hours=1))
     await tickets.act(tid, "escalate", {"actor": LEAD, "kind": "hierarchical", "reason": "needs a specialist"})
+
+
+async def self_service_solved_reopened(env: WorkflowEnvironment, tickets: TicketClient, tid: str, rx: Receiver) -> None:
+    await tickets.open(ticket(ticket_id=tid, category="how-to", channel="email"))
+    await env.sleep(timedelta(hours=2))
+    await tickets.act(tid, "confirm_solved", {"note": "the article helped"})
+    await env.sleep(timedelta(hours=5))
+    await tickets.act(tid, "reopen", {"actor": AGENT, "reason": "it came back"})
+    await tickets.act(tid, "acknowledge", {"actor": AGENT})
+    await tickets.act(tid, "resolve", {"actor": AGENT, "resolution": "reset the cache"})
+    await env.sleep(timedelta(days=8))
+
+
+async def self_service_taken_on(env: WorkflowEnvironment, tickets: TicketClient, tid: str, rx: Receiver) -> None:
+    """Tier 0 actions that leave self-service: acknowledge, then a functional escalation; expiry elsewhere."""
+    await tickets.open(ticket(ticket_id=tid, category="how-to", channel="web"))
+    await env.sleep(timedelta(minutes=5))
+    await tickets.act(tid, "change_priority", {"actor": LEAD, "priority": "high", "reason": "vip after all"})
+    await tickets.act(tid, "acknowledge", {"actor": AGENT})
+    await tickets.act(
+        tid, "escalate", {"actor": LEAD, "kind": "functional", "department": "billing", "reason": "a refund"}
+    )
+    await env.sleep(timedelta(days=2))
+
+
+async def approvals(env: WorkflowEnvironment, tickets: TicketClient, tid: str, rx: Receiver) -> None:
+    await tickets.open(ticket(ticket_id=tid, category="billing", priority="urgent"))
+    await tickets.act(tid, "acknowledge", {"actor": AGENT})
+    await tickets.act(tid, "request_approval", {"actor": AGENT, "kind": "refund", "amount": 20, "reason": "small"})
+    await tickets.act(tid, "request_approval", {"actor": AGENT, "kind": "refund", "amount": 900, "reason": "big"})
+    await env.sleep(timedelta(hours=5))  # nobody decides: escalates one tier and CCs the head
+    await tickets.act(tid, "request_approval", {"actor": LEAD, "kind": "discount", "amount": 800, "reason": "loyal"})
+    await tickets.act(tid, "decide_approval", {"actor": MANAGER, "approval_id": "apr-3", "approved": False})
+    await tickets.act(tid, "resolve", {"actor": AGENT, "resolution": "refunded 20"})
+    await env.sleep(timedelta(days=8))
+
+
+async def refusals_and_garbage(env: WorkflowEnvironment, tickets: TicketClient, tid: str, rx: Receiver) -> None:
+    """Every kind of refusal: by payload, by state, by policy; signals without or with broken arguments."""
+    await tickets.open(ticket(ticket_id=tid, category="technical"))
+    handle = tickets.handle(tid)
+    await handle.signal("acknowledge")
+    await handle.signal("customer_replied", None)
+    await handle.signal("change_priority", {"actor": LEAD, "priority": 5, "reason": "x"})
+    await handle.signal("acknowledge", b"\x00\xff")
+    await handle.signal("no_such_action", {"x": 1})
+    await handle.signal("reassign", {"actor": AGENT, "to_agent": "x" * 3000})
+    await tickets.signal(tid, "reopen", {"actor": AGENT, "reason": "not resolved yet"})
+    for payload in ({"actor": LEAD, "kind": "hierarchical", "reason": ""}, {"actor": AGENT, "kind": "functional"}):
+        with contextlib.suppress(ActionRefused):
+            await tickets.act(tid, "escalate", payload)
+    await tickets.act(tid, "escalate", {"actor": LEAD, "kind": "hierarchical", "reason": "hard"}, key="retry-1")
+    await tickets.act(tid, "escalate", {"actor": LEAD, "kind": "hierarchical", "reason": "hard"}, key="retry-1")
+    await env.sleep(timedelta(hours=2))
+
+
+async def undelivered_then_redelivered(env: WorkflowEnvironment, tickets: TicketClient, tid: str, rx: Receiver) -> None:
+    """A receiver down for a while (retries, then delivered) and a 4xx (failed, then redelivered)."""
+    rx.fail_next = 4
+    rx.status_for_type["sla.warning"] = 410
+    await tickets.open(ticket(ticket_id=tid, priority="urgent", category="technical"))
+    await env.sleep(timedelta(minutes=40))
+    rx.status_for_type.clear()
+    await tickets.act(tid, "redeliver", {"actor": LEAD, "reason": "receiver fixed"})
+    await env.sleep(timedelta(minutes=5))
+    await tickets.act(tid, "resolve", {"actor": AGENT, "resolution": "done"})
+    await env.sleep(timedelta(days=8))
 
 
 SCENARIOS: dict[str, Scenario] = {
     "untouched_ladder": untouched_ladder,
     "acknowledged_paused_resolved": acknowledged_paused_resolved,
     "self_service": self_service,
+    "self_service_solved_reopened": self_service_solved_reopened,
+    "self_service_taken_on": self_service_taken_on,
+    "approvals": approvals,
+    "refusals_and_garbage": refusals_and_garbage,
+    "undelivered_then_redelivered": undelivered_then_redelivered,
 }
 
 
-async def record() -> None:
+def scrubbed(history_json: str) -> str:
+    """The history without stack traces: they name the recording machine's paths, and replay
+    does not read them."""
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: "" if k == "stackTrace" else walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return json.dumps(walk(json.loads(history_json)), indent=2)
+
+
+async def save_all_runs(tickets: TicketClient, tid: str) -> None:
+    """Each run of the ticket's life in its own file: `<workflow id>.json`, then `__run2`, ... ."""
+    runs = [*await tickets.earlier_runs(tid), None]
+    for index, run_id in enumerate(runs, start=1):
+        handle = tickets.client.get_workflow_handle(f"ticket-{tid}", run_id=run_id)
+        history = await handle.fetch_history()
+        suffix = "" if index == 1 else f"__run{index}"
+        # The file is named by the workflow id, which replay needs and the JSON does not carry.
+        (HERE / f"{history.workflow_id}{suffix}.json").write_text(scrubbed(history.to_json()))
+        print(f"{tid}{suffix}: {len(history.events)} events")
+
+
+async def continued_as_new(env: WorkflowEnvironment, tickets: TicketClient, tid: str, rx: Receiver) -> None:
+    """On a dev server that suggests continue-as-new after 20 events: the carried state and outbox."""
+    await tickets.open(ticket(ticket_id=tid))
+    await tickets.act(tid, "acknowledge", {"actor": AGENT})
+    for i in range(6):
+        await tickets.act(tid, "pending_customer", {"actor": AGENT, "note": f"ask {i}"})
+        await tickets.act(tid, "customer_replied", {"note": f"reply {i}"})
+    await tickets.act(tid, "escalate", {"actor": LEAD, "kind": "hierarchical", "reason": "hard"}, key="k-1")
+    await tickets.act(tid, "resolve", {"actor": AGENT, "resolution": "done"})
+    await asyncio.sleep(1)
+
+
+async def record(only: set[str] | None = None) -> None:
     receiver = start_receiver()
     policy = Path(tempfile.mkdtemp()) / "policy.yaml"
     policy.write_text(yaml.safe_dump(policy_doc()))
     for name, scenario in SCENARIOS.items():
+        if only and name not in only:
+            continue
+        receiver.fail_next = 0
+        receiver.status_for_type.clear()
         env = await WorkflowEnvironment.start_time_skipping(
             data_converter=pydantic_data_converter, test_server_existing_path=str(binary("temporal-test-server"))
         )
@@ -82,16 +209,31 @@ async def record() -> None:
                 build_worker(env.client, make_settings(policy, receiver), http, task_queue="record"),
             ):
                 tickets = TicketClient(env.client, "record")
-                await scenario(env, tickets, f"REC-{name}")
+                await scenario(env, tickets, f"REC-{name}", receiver)
                 await env.sleep(timedelta(seconds=1))
-                history = await tickets.handle(f"REC-{name}").fetch_history()
-            # The file is named by the workflow id, which replay needs and the JSON does not carry.
-            (HERE / f"{history.workflow_id}.json").write_text(history.to_json())
-            print(f"{name}: {len(history.events)} events")
+                await save_all_runs(tickets, f"REC-{name}")
+        finally:
+            await env.shutdown()
+    if not only or "continued_as_new" in only:
+        env = await WorkflowEnvironment.start_local(
+            data_converter=pydantic_data_converter,
+            dev_server_existing_path=str(binary("temporal")),
+            search_attributes=sa.ALL,
+            dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=20"],
+        )
+        try:
+            async with (
+                httpx.AsyncClient() as http,
+                build_worker(env.client, make_settings(policy, receiver), http, task_queue="record"),
+            ):
+                tickets = TicketClient(env.client, "record")
+                await continued_as_new(env, tickets, "REC-continued_as_new", receiver)
+                await save_all_runs(tickets, "REC-continued_as_new")
         finally:
             await env.shutdown()
     receiver.server.shutdown()
 
 
 if __name__ == "__main__":
-    asyncio.run(record())
+    # Record only NEW scenarios (name them): committed histories are never re-recorded.
+    asyncio.run(record(set(sys.argv[1:]) or None))

@@ -1,0 +1,430 @@
+"""The Temporal side of a ticket: applies the decisions of `workflows/machine.py` and runs their effects.
+
+Imported by `workflows/ticket.py` through the sandbox's passthrough, so it is loaded once per
+worker process, not once per ticket; `TicketEscalation` inherits the handlers defined here.
+Passthrough code is not policed by the sandbox, so the rules are on us and on the replay tests:
+deterministic only, time from `workflow.now()`, no I/O, no randomness, no mutable module state.
+
+What this class promises, whatever arrives:
+- every signal and update, with any argument (none, null, bytes, wrong types, megabytes), is
+  answered: an update by its status or an `ActionRejected` error `{field, reason}`, a signal by a
+  change or a refusal on the timeline. Handlers never raise anything but `ApplicationError`, so no
+  input can fail a workflow task;
+- side effects wait in the ticket's outbox (carried across continue-as-new) until delivered;
+- search-attribute values are bounded before they are upserted (the server ends a workflow whose
+  upsert is too large).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from temporalio import workflow
+from temporalio.common import RawValue, RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from activities.models import DeliveryResult, LoadPolicyInput, PolicySnapshot, ReassignResult
+from config.policy import Policy, policy_from_snapshot
+from workflows import machine, sla
+from workflows import search_attributes as sa
+from workflows.machine import Action, Ctx, Decision, Delivery, Refusal, Undecodable
+from workflows.models import (
+    ACTIONS,
+    MAX_ACTION_BYTES,
+    NoticeStatus,
+    Ticket,
+    TicketStatus,
+    TicketSummary,
+    Timeline,
+    TimelineEvent,
+)
+from workflows.state import Carried, Notice, PolicyRef, TicketState
+
+# Each try of a notice is one activity attempt: the workflow itself retries with backoff, so an
+# undelivered notice is visible on the ticket while it waits (see machine.backoff).
+DELIVERY_OPTIONS: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=15),
+    "retry_policy": RetryPolicy(maximum_attempts=1),
+}
+# Loading the policy never gives up: a ticket waits (visibly, in the worker's log and the
+# pending local activity) rather than failing. The worker keeps the last good policy file.
+POLICY_OPTIONS: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=10),
+    "retry_policy": RetryPolicy(maximum_interval=timedelta(minutes=1)),
+}
+NOT_OPENED = "the ticket has not been opened yet; its policy is loading"
+KEYWORD_MAX_BYTES = 255
+_UNSET = object()
+_LOGGED_AT_INFO = frozenset(
+    {
+        "routed",
+        "sla_breached",
+        "escalated",
+        "reassigned",
+        "resolved",
+        "reopened",
+        "approval_timed_out",
+    }
+)
+_LOGGED_AT_WARNING = frozenset(
+    {"action_rejected", "notification_undelivered", "notification_failed", "notifications_dropped", "internal_error"}
+)
+
+# The SDK would append the whole workflow info to every message; it is in the record's extra already.
+workflow.logger.workflow_info_on_message = False
+
+
+def bounded_keyword(value: str | None) -> str | None:
+    """Cut a keyword search-attribute value to at most 255 UTF-8 bytes, on a character boundary."""
+    if value is None:
+        return None
+    data = value.encode()
+    if len(data) <= KEYWORD_MAX_BYTES:
+        return value
+    return data[:KEYWORD_MAX_BYTES].decode(errors="ignore")
+
+
+class TicketRunner:
+    """State, handlers and effects of one ticket; `TicketEscalation` adds the main loop."""
+
+    def __init__(self, ticket: Ticket | dict[str, Any], carried: Carried | None = None) -> None:
+        # The input arrives as a `Ticket`, or as plain data when it does not validate (the type hint
+        # is a union on purpose): a new ticket is then refused by `run` with the field and the
+        # reason, and a continued one, valid under the rules it was opened with, runs on as it is.
+        # No validation error can escape into the SDK, where it would fail the ticket's tasks forever.
+        self._invalid: str | None = None
+        if isinstance(ticket, Ticket):
+            self._ticket = ticket
+        else:
+            try:
+                self._ticket = Ticket.model_validate(ticket)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                self._invalid = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+                self._ticket = Ticket.model_construct(**(ticket if isinstance(ticket, dict) else {}))
+        if carried is not None and not isinstance(carried, Carried):
+            carried = Carried.model_validate(carried)
+        self._policy_ref: PolicyRef | None = carried.policy if carried else None
+        self._policy: Policy | None = None
+        self._state: TicketState | None = carried.state if carried else None
+        self._runs = carried.runs + 1 if carried else 1
+        self._timeline: list[TimelineEvent] = []
+        self._in_flight: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._woken = False  # set by actions and deliveries: re-plan now
+        self._published: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ accessors
+    @property
+    def state(self) -> TicketState:
+        if self._state is None:
+            raise ApplicationError(NOT_OPENED, type="NotOpened")
+        return self._state
+
+    @property
+    def policy(self) -> Policy:
+        if self._policy is None:
+            ref = self._policy_ref
+            if ref is None:
+                raise ApplicationError(NOT_OPENED, type="NotOpened")
+            self._policy = policy_from_snapshot(ref.fingerprint, ref.document)
+        return self._policy
+
+    def _opened(self) -> bool:
+        return self._state is not None
+
+    def _ctx(self) -> Ctx:
+        info = workflow.info()
+        return Ctx(
+            now=workflow.now(),
+            workflow_id=info.workflow_id,
+            life=info.first_execution_run_id or info.run_id,
+            patched=workflow.patched,
+        )
+
+    # ------------------------------------------------------------------ applying decisions
+    async def _load_policy_and_open(self) -> None:
+        # A local activity: its result (the policy and its version) is recorded in history as a
+        # marker. A method of its own so the raw snapshot does not live on in `run`'s frame.
+        snapshot: PolicySnapshot = await workflow.execute_local_activity(
+            "load_policy",
+            LoadPolicyInput(opened_at=self._ticket.opened_at or workflow.now()),
+            result_type=PolicySnapshot,
+            **POLICY_OPTIONS,
+        )
+        self._policy_ref = PolicyRef(
+            version=snapshot.version, fingerprint=snapshot.fingerprint, document=snapshot.document
+        )
+        # A task boundary before any decision: when the local activity's task was completed early
+        # (a slow worker, a query waiting on the new ticket), `workflow.now()` right after it differs
+        # between the live run and a replay. After a timer it is the next task's start in both.
+        await workflow.sleep(timedelta(milliseconds=1), summary="policy loaded")
+        self._apply(machine.open_ticket(self.policy, snapshot.version, self._ticket, self._ctx()))
+
+    def _decide(self, event: machine.Input) -> Decision:
+        decision = machine.decide(self.state, self.policy, self._ticket, event, self._ctx())
+        self._apply(decision)
+        return decision
+
+    def _apply(self, decision: Decision) -> None:
+        self._state = decision.state
+        for event in decision.events:
+            self._timeline.append(event)
+            if event.kind in _LOGGED_AT_WARNING:
+                log = workflow.logger.warning
+            elif event.kind in _LOGGED_AT_INFO:
+                log = workflow.logger.info
+            else:
+                log = workflow.logger.debug
+            log(
+                "ticket %s: %s",
+                self._ticket.ticket_id,
+                event.kind,
+                extra={"ticket_id": self._ticket.ticket_id, "kind": event.kind, "detail": event.detail},
+            )
+        self._woken = True  # deadlines or the outbox may have changed: the loop plans again
+        self._publish()
+
+    # ------------------------------------------------------------------ the loop's pieces
+    def _next_due(self) -> tuple[datetime, str] | None:
+        try:
+            due = machine.next_due(self.state, self.policy)
+        except Exception as exc:  # a bug in timing must not wedge the ticket: look again in an hour
+            self._apply(
+                Decision(
+                    self.state.model_copy(update={"internal_errors": self.state.internal_errors + 1}),
+                    [
+                        TimelineEvent(
+                            at=workflow.now(),
+                            kind="internal_error",
+                            detail={"input": "next_due", "error": repr(exc)[:300]},
+                        )
+                    ],
+                    [],
+                )
+            )
+            due = (workflow.now() + timedelta(hours=1), "retry after an internal error")
+        retries = [n.next_attempt_at for n in self.state.outbox if self._waiting(n)]
+        if retries and (due is None or min(retries) < due[0]):
+            due = (min(retries), "retry undelivered notices")
+        return due
+
+    def _timer_due(self) -> bool:
+        return machine.tick_due(self.state, self.policy, workflow.now())
+
+    def _waiting(self, notice: Notice) -> bool:
+        return notice.status != "failed" and notice.key not in self._in_flight
+
+    def _start_deliveries(self) -> None:
+        # Tries due within the next second go now: no sub-second timers, fewer history events.
+        soon = workflow.now() + timedelta(seconds=1)
+        for notice in self.state.outbox:
+            if self._waiting(notice) and notice.next_attempt_at <= soon:
+                self._in_flight.add(notice.key)
+                task = asyncio.create_task(self._deliver(notice), name=f"deliver {notice.key}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, notice: Notice) -> None:
+        request = notice.deliver if notice.deliver is not None else notice.reassign
+        result_type: type[Any] = ReassignResult if notice.activity == "reassign" else DeliveryResult
+        try:
+            result = await workflow.execute_activity(
+                notice.activity,
+                request,
+                activity_id=f"{notice.key}#{notice.attempts + 1}",
+                summary=f"{notice.type} -> {notice.endpoint} (try {notice.attempts + 1})",
+                result_type=result_type,
+                **DELIVERY_OPTIONS,
+            )
+            detail = {"outcome": result.outcome} if isinstance(result, ReassignResult) else {}
+            outcome = Delivery(notice.key, ok=True, detail=detail)
+        except ActivityError as err:
+            cause = err.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+            final = isinstance(cause, ApplicationError) and cause.non_retryable
+            pause = cause.next_retry_delay if isinstance(cause, ApplicationError) else None
+            outcome = Delivery(notice.key, ok=False, error=message, final=final, retry_after=pause)
+        finally:
+            self._in_flight.discard(notice.key)
+        self._decide(outcome)
+        self._woken = True
+
+    def _settled(self) -> bool:
+        return not self._in_flight and workflow.all_handlers_finished()
+
+    def _carried(self) -> Carried:
+        assert self._policy_ref is not None
+        return Carried(policy=self._policy_ref, state=self.state, runs=self._runs)
+
+    async def _wait(self, due: tuple[datetime, str] | None) -> None:
+        now = workflow.now()
+        if due is not None and due[0] <= now:
+            if self._timer_due():
+                return
+            # Past due but nothing to fire (the reopen window passed while notices settle): wait for
+            # the next retry, or for a wake-up (a delivery's outcome, an action). Never spin.
+            retries = [n.next_attempt_at for n in self.state.outbox if self._waiting(n) and n.next_attempt_at > now]
+            due = (min(retries), "retry undelivered notices") if retries else None
+        timeout = None if due is None else due[0] - now
+        with contextlib.suppress(asyncio.TimeoutError):
+            await workflow.wait_condition(lambda: self._woken, timeout=timeout, timeout_summary=due[1] if due else None)
+
+    def _publish(self) -> None:
+        """Mirror the ticket onto its search attributes (visible and queryable in the Web UI)."""
+        s = self.state
+        deadlines = [c.deadline for c in s.clocks.values() if sla.is_running(c) and c.deadline]
+        values: list[tuple[SearchAttributeKey[Any], Any]] = [
+            (sa.TICKET_TIER, s.tier),
+            (sa.TICKET_STATE, s.state.value),
+            (sa.TICKET_PRIORITY, s.priority.value),
+            (sa.TICKET_CHANNEL, self._ticket.channel.value),
+            (sa.TICKET_CATEGORY, bounded_keyword(self._ticket.category)),
+            (sa.TICKET_DEPARTMENT, bounded_keyword(s.department)),
+            (sa.TICKET_ASSIGNEE, bounded_keyword(s.assignee)),
+            (sa.SLA_BREACHED, s.breaches > 0),  # sticky: it breached at some tier
+            (sa.ESCALATION_COUNT, s.escalations),
+            (sa.NEXT_SLA_DEADLINE, min(deadlines, default=None)),
+            (sa.UNDELIVERED_NOTICES, sum(1 for n in s.outbox if n.status != "pending")),
+        ]
+        # Only what changed: every upsert is a history event.
+        changed = [(key, value) for key, value in values if self._published.get(key.name, _UNSET) != value]
+        if not changed:
+            return
+        updates: list[SearchAttributeUpdate[Any]] = [
+            key.value_unset() if value is None else key.value_set(value) for key, value in changed
+        ]
+        workflow.upsert_search_attributes(updates)
+        self._published.update({key.name: value for key, value in changed})
+
+    # ------------------------------------------------------------------ results
+    def current_status(self) -> TicketStatus:
+        s, now, policy = self.state, workflow.now(), self.policy
+        clocks = [sla.status(c, policy.calendars[c.calendar], now) for c in s.clocks.values()]
+        running = [c.deadline for c in clocks if c.state == "running" and c.deadline]
+        undelivered = [n for n in s.outbox if n.status != "pending"]
+        return TicketStatus(
+            ticket_id=self._ticket.ticket_id,
+            workflow_id=workflow.info().workflow_id,
+            state=s.state,
+            tier=s.tier,
+            department=s.department,
+            assignee=s.assignee,
+            queue=s.queue,
+            priority=s.priority,
+            clocks=clocks,
+            next_deadline=min(running, default=None),
+            sla_breached=s.breaches > 0,
+            escalation_count=s.escalations,
+            policy_version=self._policy_ref.version if self._policy_ref else "",
+            route=s.route.route,
+            pending_approvals=[a for a in s.approvals if a.status == "pending"],
+            undelivered_count=len(undelivered),
+            undelivered=[
+                NoticeStatus(
+                    key=n.key,
+                    type=n.type,
+                    endpoint=n.endpoint,
+                    status=n.status,
+                    attempts=n.attempts,
+                    last_error=n.last_error,
+                    next_attempt_at=n.next_attempt_at if n.status != "failed" else None,
+                    give_up_at=n.give_up_at,
+                )
+                for n in undelivered[:20]
+            ],
+            refused_actions=s.refused,
+            internal_errors=s.internal_errors,
+            notices_dropped=s.dropped,
+        )
+
+    def _summary(self) -> TicketSummary:
+        s = self.state
+        opened = self._ticket.opened_at or workflow.info().start_time
+        return TicketSummary(
+            ticket_id=self._ticket.ticket_id,
+            final_state=s.state,
+            tiers_visited=s.tiers_visited,
+            departments_visited=s.departments_visited,
+            escalations=s.escalations,
+            breaches=s.breaches,
+            time_to_first_response=(s.first_response_at - opened) if s.first_response_at else None,
+            time_to_resolution=(s.resolved_at - opened) if s.resolved_at else None,
+            policy_version=self._policy_ref.version if self._policy_ref else "",
+            refused_actions=s.refused,
+            notices_delivered=s.delivered,
+            notices_failed=sum(1 for n in s.outbox if n.status == "failed"),
+            notices_dropped=s.dropped,
+        )
+
+    # ------------------------------------------------------------------ the contract's handlers
+    # Every action is a signal and an update of the same name (the contract). Dynamic handlers take
+    # the raw arguments, so that no payload can fail in the SDK's decoding before we see it.
+    @workflow.signal(dynamic=True)
+    async def on_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        await workflow.wait_condition(self._opened)
+        try:
+            self._decide(Action(name, _decode(args), via="signal"))
+        except Exception as exc:  # decide never raises; this guards the glue around it
+            workflow.logger.error("signal %s not applied: %r", name, exc, extra={"ticket_id": self._ticket.ticket_id})
+
+    @workflow.update(dynamic=True)
+    async def on_update(self, name: str, args: Sequence[RawValue]) -> TicketStatus:
+        await workflow.wait_condition(self._opened)
+        try:
+            update = workflow.current_update_info()
+            decision = self._decide(Action(name, _decode(args), via="update", key=update.id if update else None))
+            if decision.refusal is not None:
+                raise _rejected(decision.refusal)
+            return self.current_status()
+        except ApplicationError:
+            raise
+        except Exception as exc:  # never fail the workflow task: fail only this update
+            raise _rejected(Refusal("internal", f"{type(exc).__name__}: {exc}"[:300])) from None
+
+    @on_update.validator
+    def validate_update(self, name: str, args: Sequence[RawValue]) -> None:
+        """Refuse before anything reaches history: unknown actions, oversized or malformed payloads.
+
+        What the ticket's state or the policy refuses is decided by the handler instead, so that
+        the refusal is recorded on the timeline."""
+        size = sum(a.payload.ByteSize() for a in args)
+        if size > MAX_ACTION_BYTES:
+            raise _rejected(Refusal("payload", f"{size} bytes; an action takes at most {MAX_ACTION_BYTES}"))
+        parsed = machine.parse_action(name, _decode(args))
+        if isinstance(parsed, Refusal):
+            raise _rejected(parsed)
+
+    @workflow.query(name="status")
+    def status(self) -> TicketStatus:
+        return self.current_status()
+
+    @workflow.query(name="timeline")
+    def timeline(self) -> Timeline:
+        return Timeline(ticket_id=self._ticket.ticket_id, events=list(self._timeline), earlier_runs=self._runs - 1)
+
+
+def _decode(args: Sequence[RawValue]) -> Any:
+    """The first argument as plain JSON data (None when there is none), or `Undecodable`."""
+    if not args:
+        return None
+    if len(args) > 1:
+        return Undecodable(f"expected one argument, got {len(args)}")
+    try:
+        return workflow.payload_converter().from_payload(args[0].payload)
+    except Exception as exc:
+        return Undecodable(f"{type(exc).__name__}: {exc}")
+
+
+def _rejected(refusal: Refusal) -> ApplicationError:
+    return ApplicationError(
+        str(refusal), {"field": refusal.field, "reason": refusal.reason}, type="ActionRejected", non_retryable=True
+    )
+
+
+__all__ = ["ACTIONS", "DELIVERY_OPTIONS", "NOT_OPENED", "POLICY_OPTIONS", "TicketRunner"]
