@@ -142,6 +142,20 @@ async def test_an_agent_cannot_claim_a_role_or_identity_it_lacks(api: Api) -> No
     assert as_herself.status_code == 200 and as_herself.json()["state"] == "acknowledged"
 
 
+async def test_an_action_retried_with_one_idempotency_key_is_applied_once(api: Api) -> None:
+    body = new_ticket()
+    tid = body["ticket_id"]
+    escalate = {"actor": {"id": "lee.lead", "role": "lead"}, "kind": "hierarchical", "reason": "needs tier 2"}
+    async with api.client() as http:
+        await http.post("/tickets", json=body)
+        first = await http.post(f"/tickets/{tid}/escalate", json=escalate, headers={"Idempotency-Key": "req-7"})
+        retry = await http.post(f"/tickets/{tid}/escalate", json=escalate, headers={"Idempotency-Key": "req-7"})
+        other = await http.post(f"/tickets/{tid}/escalate", json=escalate, headers={"Idempotency-Key": "req-8"})
+    assert first.status_code == retry.status_code == other.status_code == 200
+    assert first.json()["escalation_count"] == retry.json()["escalation_count"] == 1  # the retry applied nothing
+    assert other.json()["escalation_count"] == 2 and other.json()["tier"] == 3
+
+
 async def test_refused_actions_give_409_or_422_with_the_reason_and_change_nothing(api: Api) -> None:
     body = new_ticket()
     tid = body["ticket_id"]
