@@ -42,15 +42,21 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-@pytest.fixture(scope="session")
-async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The real dev server (in memory) with the contract's search attributes registered."""
-    env = await WorkflowEnvironment.start_local(
+async def start_dev_server(suggest_continue_as_new_after: int) -> WorkflowEnvironment:
+    """The real dev server (in memory) with the contract's search attributes registered, suggesting
+    continue-as-new after that many history events (so tests see it without long histories)."""
+    limit = f"limit.historyCount.suggestContinueAsNew={suggest_continue_as_new_after}"
+    return await WorkflowEnvironment.start_local(
         data_converter=pydantic_data_converter,
         dev_server_existing_path=str(binary("temporal")),
         search_attributes=sa.ALL,
-        dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=200"],
+        dev_server_extra_args=["--dynamic-config-value", limit],
     )
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await start_dev_server(200)
     yield env
     await env.shutdown()
 

@@ -9,7 +9,7 @@ from typing import Any
 from temporalio.testing import WorkflowEnvironment
 
 from api.client import TicketClient
-from tests.conftest import policy_doc
+from tests.conftest import policy_doc, start_dev_server
 from tests.helpers import AGENT, LEAD, ticket
 from tests.receiver import Receiver
 from workflows import search_attributes as sa
@@ -76,16 +76,7 @@ async def test_opening_the_same_ticket_twice_yields_one_workflow(
 
 
 async def test_long_lived_ticket_continues_as_new_with_its_state(make_harness: Any, receiver: Receiver) -> None:
-    from temporalio.contrib.pydantic import pydantic_data_converter
-
-    from workers.connection import binary
-
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=str(binary("temporal")),
-        search_attributes=sa.ALL,
-        dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=20"],
-    )
+    env = await start_dev_server(20)
     try:
         async with make_harness(env, receiver) as h:
             tickets = h.tickets

@@ -27,12 +27,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.client import ActionRefused, TicketClient
-from tests.conftest import make_settings, policy_doc
+from tests.conftest import make_settings, policy_doc, start_dev_server
 from tests.helpers import AGENT, LEAD, MANAGER, ticket
 from tests.receiver import Receiver, start_receiver
 from workers.connection import binary, register_search_attributes
 from workers.worker import build_worker
-from workflows import search_attributes as sa
 
 HERE = Path(__file__).parent
 Scenario = Callable[[WorkflowEnvironment, TicketClient, str, Receiver], Awaitable[None]]
@@ -215,12 +214,7 @@ async def record(only: set[str] | None = None) -> None:
         finally:
             await env.shutdown()
     if not only or "continued_as_new" in only:
-        env = await WorkflowEnvironment.start_local(
-            data_converter=pydantic_data_converter,
-            dev_server_existing_path=str(binary("temporal")),
-            search_attributes=sa.ALL,
-            dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=20"],
-        )
+        env = await start_dev_server(20)
         try:
             async with (
                 httpx.AsyncClient() as http,
