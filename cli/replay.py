@@ -7,14 +7,12 @@ non-determinism error, which is exactly a change that would break tickets alread
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from temporalio.client import WorkflowHistory
+from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, WorkflowReplayResult
 
-from config.settings import Settings
 from workflows.models import workflow_id_for
 from workflows.ticket import TicketEscalation
 
@@ -33,25 +31,5 @@ def load_history(path: Path) -> WorkflowHistory:
     return WorkflowHistory.from_json(path.stem.split("__")[0], path.read_text())
 
 
-async def replay_command(args: argparse.Namespace, settings: Settings) -> int:
-    if args.history:
-        history = load_history(Path(args.history))
-    elif args.ticket_id:
-        from workers.connection import connect
-
-        client = await connect(settings)
-        history = await client.get_workflow_handle(workflow_id_for(args.ticket_id)).fetch_history()
-        if args.save:
-            Path(args.save).write_text(history.to_json())  # noqa: ASYNC240 - one small file, once
-    else:
-        print("error: give a ticket id or --history FILE")
-        return 2
-    result = await replay_history(history)
-    if result.replay_failure is None:
-        print(
-            f"ok: {len(history.events)} events of {history.workflow_id} replayed; "
-            "the current code makes exactly the recorded decisions"
-        )
-        return 0
-    print(f"MISMATCH: {history.workflow_id} does not replay on the current code: {result.replay_failure}")
-    return 1
+async def fetch_history(client: Client, ticket_id: str) -> WorkflowHistory:
+    return await client.get_workflow_handle(workflow_id_for(ticket_id)).fetch_history()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -166,20 +166,20 @@ async def run_simulation(policy_file: Path, ticket: Ticket, events: list[SimEven
 
 
 async def simulate(args: argparse.Namespace) -> int:
-    from cli.main import _read_json
+    from cli.app import CliError, ExitCode, read_json, validation_message
 
     try:
-        ticket = Ticket.model_validate(_read_json(args.ticket))
-        events = TypeAdapter(list[SimEvent]).validate_python(_read_json(args.events)) if args.events else []
+        ticket = Ticket.model_validate(read_json(args.ticket, "--ticket"))
+        events = TypeAdapter(list[SimEvent]).validate_python(read_json(args.events, "--events")) if args.events else []
         for e in events:
             if e.action not in ACTIONS:
                 raise ValueError(f"events: unknown action {e.action!r}")
         lines = await run_simulation(Path(args.file), ticket, events, args.days)
     except PolicyError as err:
-        print(err)
-        return 2
-    except ValueError as err:  # includes pydantic's ValidationError
-        print(f"error: {err}")
-        return 2
+        raise CliError(str(err), ExitCode.BAD_INPUT) from None
+    except ValidationError as err:
+        raise CliError(f"invalid input: {validation_message(err)}", ExitCode.BAD_INPUT) from None
+    except ValueError as err:
+        raise CliError(" ".join(str(err).split()), ExitCode.BAD_INPUT) from None
     print("\n".join(lines))
     return 0

@@ -36,7 +36,7 @@ async def cli(env: WorkflowEnvironment, task_queue: str, *args: str) -> tuple[in
 async def test_open_act_status_timeline_from_the_command_line(dev_env: WorkflowEnvironment, make_harness: Any) -> None:
     async with make_harness(dev_env, None) as h:
         t = ticket()
-        code, out, _ = await cli(dev_env, h.task_queue, "open", t.model_dump_json(exclude_none=True))
+        code, out, _ = await cli(dev_env, h.task_queue, "open", t.model_dump_json(exclude_none=True), "--json")
         assert code == 0 and json.loads(out)["created"] is True
 
         code, _, err = await cli(dev_env, h.task_queue, "open", '{"ticket_id": "x", "customer": {"id": "c"}}')
@@ -56,11 +56,17 @@ async def test_open_act_status_timeline_from_the_command_line(dev_env: WorkflowE
         assert code == 2 and "actor.role: Field required" in err
 
         code, out, _ = await cli(
-            dev_env, h.task_queue, "act", t.ticket_id, "acknowledge", '{"actor": {"id": "ann", "role": "agent"}}'
+            dev_env,
+            h.task_queue,
+            "act",
+            t.ticket_id,
+            "acknowledge",
+            '{"actor": {"id": "ann", "role": "agent"}}',
+            "--json",
         )
         assert code == 0 and json.loads(out)["state"] == "acknowledged"
 
-        code, out, _ = await cli(dev_env, h.task_queue, "status", t.ticket_id)
+        code, out, _ = await cli(dev_env, h.task_queue, "status", t.ticket_id, "--json")
         status = json.loads(out)
         assert code == 0 and status["assignee"] == "ann" and status["clocks"][0]["state"] == "stopped"
 

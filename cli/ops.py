@@ -1,0 +1,80 @@
+"""Operator commands: replay, receive, api-key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.app import CliError, ExitCode, app, bad_input, connect_client, run_async, settings
+
+ROLES = ("agent", "lead", "manager", "system")
+
+
+@app.command("replay")
+def replay(
+    ticket_id: Annotated[str | None, typer.Argument(help="Fetch this ticket's history.", show_default=False)] = None,
+    history: Annotated[Path | None, typer.Option(help="A saved history JSON file instead.", show_default=False)] = None,
+    save: Annotated[Path | None, typer.Option(help="Also save the fetched history here.", show_default=False)] = None,
+) -> None:
+    """Replay a ticket's history against the current workflow code (exit 5 on a mismatch).
+
+    Example: escalations replay T-1001
+    """
+    from cli.replay import fetch_history, load_history, replay_history
+
+    if history is None and ticket_id is None:
+        bad_input("give a ticket id or --history FILE")
+
+    async def go() -> tuple[str, int, str | None]:
+        if history is not None:
+            try:
+                loaded = load_history(history)
+            except FileNotFoundError:
+                bad_input(f"--history: no such file: {history}")
+            except ValueError as err:
+                bad_input(f"--history: not a workflow history: {err}")
+        else:
+            assert ticket_id is not None
+            loaded = await fetch_history(await connect_client(settings()), ticket_id)
+            if save:
+                save.write_text(loaded.to_json())
+        result = await replay_history(loaded)
+        failure = None if result.replay_failure is None else str(result.replay_failure)
+        return loaded.workflow_id, len(loaded.events), failure
+
+    workflow_id, count, failure = run_async(go())
+    if failure is not None:
+        raise CliError(f"MISMATCH: {workflow_id} does not replay on the current code: {failure}", ExitCode.MISMATCH)
+    print(f"ok: {count} events of {workflow_id} replayed; the current code makes exactly the recorded decisions")
+
+
+@app.command("receive")
+def receive(port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 8099) -> None:
+    """A local webhook receiver that verifies signatures and prints each event (for demos)."""
+    from cli.receive import serve
+
+    try:
+        serve(port, settings().webhook_secret.get_secret_value())
+    except OSError as err:
+        bad_input(f"--port: cannot listen on 127.0.0.1:{port}: {err.strerror or err}")
+
+
+@app.command("api-key")
+def api_key(
+    name: Annotated[str, typer.Argument(help="Who gets the key (the actor id it may act as).", show_default=False)],
+    roles: Annotated[list[str], typer.Argument(help=f"Its roles: {', '.join(ROLES)}.", show_default=False)],
+) -> None:
+    """Make a new API key and its hashed settings entry (the key is shown only now).
+
+    Example: escalations api-key ann agent lead
+    """
+    from api.auth import new_key_entry
+
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown:
+        bad_input(f"roles: unknown role {unknown[0]!r} (one of: {', '.join(ROLES)})")
+    key, entry = new_key_entry(name, roles)
+    print(f"key (give it to {name}; it is shown only now): {key}")
+    print(f"settings entry (append to ESCALATIONS_API_KEYS, comma-separated): {entry}")

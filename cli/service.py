@@ -1,0 +1,31 @@
+"""Process commands: `run` (embedded server + worker + API)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.app import app, run_async, settings
+
+
+@app.command("run")
+def run(
+    no_api: Annotated[bool, typer.Option("--no-api", help="The worker only, no HTTP API.")] = False,
+    policy: Annotated[
+        Path | None, typer.Option(help="Policy file (default: the POLICY_PATH setting).", show_default=False)
+    ] = None,
+) -> None:
+    """Start the service: the Temporal dev server (embedded default), the worker and the HTTP API.
+
+    Example: escalations run --policy config/policies/demo.yaml
+    """
+    from workers.main import serve
+
+    config = settings()
+    if policy:
+        config = config.model_copy(update={"policy_path": policy})
+    code = run_async(serve(config, with_api=not no_api))
+    if code:
+        raise typer.Exit(code)

@@ -1,0 +1,227 @@
+"""Ticket commands: open, act, status, timeline, search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+
+from cli.app import (
+    JsonOption,
+    about_ticket,
+    app,
+    bad_input,
+    emit,
+    model_from,
+    print_json,
+    read_json,
+    refused,
+    run_async,
+    settings,
+    table,
+    ticket_client,
+)
+from workflows.models import ACTIONS
+
+TicketId = Annotated[str, typer.Argument(help="The ticket's id, e.g. T-1001.", show_default=False)]
+
+
+@app.command("open")
+def open_ticket(
+    ticket: Annotated[
+        str,
+        typer.Argument(help="The ticket as JSON: inline, @FILE, or - for standard input.", show_default=False),
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Open a ticket (start its workflow); opening an id that is already open attaches to it.
+
+    Example: escalations open '{"ticket_id": "T-1", "subject": "Charged twice", "customer": {"id": "c-42"}}'
+    """
+    from workflows.models import Ticket
+
+    model = model_from(Ticket, read_json(ticket, "ticket"), "ticket")
+
+    async def go() -> Any:
+        tickets = await ticket_client(settings())
+        return await tickets.open(model)
+
+    opened = run_async(go())
+    emit(
+        {"ticket_id": model.ticket_id, "workflow_id": opened.workflow_id, "created": opened.created},
+        as_json=as_json,
+    )
+
+
+@app.command("act")
+def act(
+    ticket_id: TicketId,
+    action: Annotated[str, typer.Argument(help=f"One of: {', '.join(sorted(ACTIONS))}.", show_default=False)],
+    payload: Annotated[
+        str,
+        typer.Argument(
+            help='The action\'s JSON (inline, @FILE or -), e.g. \'{"actor": {"id": "ann", "role": "agent"}}\'.',
+            show_default=False,
+        ),
+    ],
+    signal: Annotated[
+        bool, typer.Option("--signal", help="Fire and forget (a refusal is only on the timeline).")
+    ] = False,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(help="Send the same key again (a retry) and the action is applied once; it answers the status."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Send an agent action to a ticket (as an update: the answer is its status, or the refusal).
+
+    Example: escalations act T-1001 acknowledge '{"actor": {"id": "ann", "role": "agent", "tier": 2}}'
+    """
+    from api.client import ActionRefused
+
+    if action not in ACTIONS:
+        bad_input(f"action: unknown action {action!r} (one of: {', '.join(sorted(ACTIONS))})")
+    body = model_from(ACTIONS[action], read_json(payload, "payload"), f"{action} payload")
+
+    async def go() -> Any:
+        tickets = await ticket_client(settings())
+        with about_ticket(ticket_id):
+            if signal:
+                await tickets.signal(ticket_id, action, body)
+                return None
+            try:
+                return await tickets.act(ticket_id, action, body, key=idempotency_key)
+            except ActionRefused as err:
+                refused(f"{action} refused: {err}")
+
+    result = run_async(go())
+    if signal:
+        emit({"sent": action, "as": "signal", "note": "a refused signal is recorded on the timeline"}, as_json=as_json)
+    else:
+        emit(result, as_json=as_json, title=f"ticket {ticket_id}")
+
+
+@app.command("status")
+def status(ticket_id: TicketId, as_json: JsonOption = False) -> None:
+    """Show a ticket's status: state, tier, assignee, clocks, undelivered notices.
+
+    Example: escalations status T-1001 --json
+    """
+
+    async def go() -> Any:
+        tickets = await ticket_client(settings())
+        with about_ticket(ticket_id):
+            return await tickets.status(ticket_id)
+
+    emit(run_async(go()), as_json=as_json, title=f"ticket {ticket_id}")
+
+
+@app.command("timeline")
+def timeline(
+    ticket_id: TicketId,
+    fmt: Annotated[Literal["json", "csv", "md"], typer.Option("--format", help="Export format.")] = "md",
+    source: Annotated[
+        Literal["history", "state"],
+        typer.Option(
+            help="history: Temporal's event history merged with the workflow's account; state: the workflow's own.",
+        ),
+    ] = "history",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Export a ticket's audit timeline (Markdown, CSV or JSON).
+
+    Example: escalations timeline T-1001 --format csv -o T-1001.csv
+    """
+    from api.export import audit_from_history, render_timeline
+    from workflows.models import workflow_id_for
+
+    if as_json:
+        fmt = "json"
+
+    async def go() -> list[Any]:
+        tickets = await ticket_client(settings())
+        with about_ticket(ticket_id):
+            if source == "state":
+                found = await tickets.timeline(ticket_id)
+                return [e.model_dump(mode="json") for e in found.events]
+            await tickets.latest_run(ticket_id)  # no such ticket: exit 4 before reading history
+            return list(await audit_from_history(tickets.client, workflow_id_for(ticket_id)))
+
+    entries = run_async(go())
+    text = render_timeline(ticket_id, entries, fmt)
+    if output:
+        try:
+            output.write_text(text)
+        except OSError as err:
+            bad_input(f"--output: cannot write {output}: {err.strerror or err}")
+        print(f"wrote {len(entries)} events to {output}")
+    else:
+        print(text, end="")
+
+
+SEARCH_HELP = """List tickets matching a visibility query over the ticket search attributes.
+
+Attributes: TicketState, TicketPriority, TicketTier, TicketChannel, TicketCategory, TicketDepartment,
+TicketAssignee, SlaBreached, EscalationCount, NextSlaDeadline, UndeliveredNotices, and ExecutionStatus.
+
+Examples:
+
+  escalations search "TicketTier = 2 AND SlaBreached = true"
+
+  escalations search "TicketDepartment = 'billing' AND ExecutionStatus = 'Running'"
+
+  escalations search "UndeliveredNotices > 0" --json
+"""
+
+
+@app.command("search", help=SEARCH_HELP)
+def search(
+    query: Annotated[str, typer.Argument(help="A visibility query; empty: every ticket.")] = "",
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many tickets.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    async def go() -> list[Any]:
+        from temporalio.service import RPCError, RPCStatusCode
+
+        tickets = await ticket_client(settings())
+        try:
+            found, _ = await tickets.search(query, limit)
+        except RPCError as err:
+            if err.status == RPCStatusCode.INVALID_ARGUMENT:
+                bad_input(f"query: {err.message} (see escalations search --help for examples)")
+            raise
+        return list(found)
+
+    rows = []
+    for wf in run_async(go()):
+        attrs = {k: (v[0] if isinstance(v, list) and v else v) for k, v in (wf.search_attributes or {}).items()}
+        rows.append(
+            {
+                "ticket": wf.id.removeprefix("ticket-"),
+                "status": wf.status.name.lower() if wf.status else None,
+                "state": attrs.get("TicketState"),
+                "priority": attrs.get("TicketPriority"),
+                "tier": attrs.get("TicketTier"),
+                "department": attrs.get("TicketDepartment"),
+                "assignee": attrs.get("TicketAssignee"),
+                "breached": attrs.get("SlaBreached"),
+                "escalations": attrs.get("EscalationCount"),
+                "next_deadline": attrs.get("NextSlaDeadline"),
+                "undelivered": attrs.get("UndeliveredNotices"),
+            }
+        )
+    if as_json:
+        print_json(rows)
+        return
+    columns = ["ticket", "status", "state", "priority", "tier", "department", "assignee", "breached", "escalations"]
+    table(columns, [[_text(r[c]) for c in columns] for r in rows], title=f"{len(rows)} tickets")
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
