@@ -124,3 +124,12 @@ def make_harness(write_policy: Callable[[dict[str, Any]], Path]) -> Callable[...
                 yield Harness(env.client, worker, task_queue, settings)
 
     return make
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Any]:
+    """Headless Debian Chromium through Playwright, one per test session (see tests/browser.py)."""
+    from tests.browser import launch
+
+    async with launch() as b:
+        yield b
