@@ -92,7 +92,7 @@ class TicketActivities:
             try:
                 policy = load_policy_file(path)
                 if self._good is None or policy.fingerprint() != self._good.fingerprint():
-                    log.info("policy.loaded", path=str(path), version=policy.version, fingerprint=policy.fingerprint())
+                    log.info("policy.loaded", path=str(path), version=policy.version_label(path))
                 self._good = policy
             except PolicyError as err:
                 _count_invalid_policy()
@@ -100,7 +100,7 @@ class TicketActivities:
                     "policy.invalid",
                     path=str(path),
                     problems=err.problems,
-                    kept=self._good.version if self._good else None,
+                    kept=self._good.version_label(path) if self._good else None,
                 )
         if self._good is None:
             # Retried by Temporal without limit: the ticket waits for a valid file, it does not fail.
@@ -122,6 +122,7 @@ class TicketActivities:
         return snapshot
 
     def _freeze(self, policy: Policy, year: int) -> PolicySnapshot:
+        version = policy.version_label(self._settings.policy_path)  # of the file, as `policy check` prints it
         policy = resolve_holidays(policy, range(year - 1, year + 3))
         if self._settings.webhook_url:
             endpoint = Endpoint(name="settings", url=self._settings.webhook_url)
@@ -130,7 +131,7 @@ class TicketActivities:
             )
         fingerprint = policy.fingerprint()
         return PolicySnapshot(
-            version=f"{policy.version}+{fingerprint}",
+            version=version,
             fingerprint=fingerprint,
             source=self._settings.policy_path.name,
             document=policy.model_dump(mode="json"),

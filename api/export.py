@@ -5,6 +5,14 @@ export starts there: every signal and update with its payload and outcome, every
 label, every activity with its input, attempts and result, every search-attribute change. The
 workflow's own timeline (its interpretation: which rule fired, which clock paused) is merged in,
 marked `source: workflow`, when a worker can answer the query.
+
+Every row, whatever its source, goes through `normalize_entry` before it is rendered, so the three
+formats carry the same rows with the same values (see the README's Auditing section):
+- `at`: UTC, RFC 3339 with microseconds and `Z`;
+- `actor`: always set, `role:id`; automatic rows are `system:escalation-policy`;
+- `detail`: JSON values only (never Python reprs), absent values left out, every duration in one
+  notation, ISO 8601 in hours, minutes and seconds (`PT1H30M`, `PT24H`: no days, months or years,
+  whose length depends on the calendar).
 """
 
 from __future__ import annotations
@@ -12,7 +20,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, timedelta
+import math
+import re
+import unicodedata
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
@@ -20,10 +31,39 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import PayloadCodec
 from temporalio.service import RPCError
 
 Entry = dict[str, Any]
 _CONVERTER = pydantic_data_converter.payload_converter
+SYSTEM_ACTOR = "system:escalation-policy"
+_CUSTOMER_ACTIONS = {"customer_replied": "customer", "confirm_solved": "customer"}
+COLUMNS = ["at", "source", "kind", "actor", "detail"]
+
+
+def iso_duration(value: timedelta) -> str:
+    """ISO 8601 duration in hours, minutes and seconds: `PT1H30M`, `PT24H`, `PT0.5S`, `PT0S`.
+
+    No days: a policy's `P1D` is 24 hours of business time, not a calendar day, so it is shown as
+    `PT24H`. The one notation of durations in timelines, the simulation and the README."""
+    sign = "-" if value < timedelta(0) else ""
+    micros = abs(value) // timedelta(microseconds=1)
+    seconds, micros = divmod(micros, 1_000_000)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    text = ""
+    if hours:
+        text += f"{hours}H"
+    if minutes:
+        text += f"{minutes}M"
+    if seconds or micros:
+        text += f"{seconds}.{micros:06d}".rstrip("0").rstrip(".") + "S"
+    return f"{sign}PT{text or '0S'}"
+
+
+def utc_text(value: datetime) -> str:
+    """An instant as the timeline writes it: UTC, microseconds, `Z` (sorts as text, too)."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _decode(payloads: Any) -> list[Any]:
@@ -61,7 +101,7 @@ def entries_from_history(history: WorkflowHistory) -> list[Entry]:
 
     def add(event: HistoryEvent, kind: str, actor: str | None = None, **detail: Any) -> Entry:
         entry = {
-            "at": event.event_time.ToDatetime().isoformat() + "Z",
+            "at": utc_text(event.event_time.ToDatetime().replace(tzinfo=UTC)),
             "source": "history",
             "event_id": event.event_id,
             "kind": kind,
@@ -76,10 +116,13 @@ def entries_from_history(history: WorkflowHistory) -> list[Entry]:
         t = ev.event_type
         if t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
             a = ev.workflow_execution_started_event_attributes
+            started_ticket = _first(a.input)
+            source = started_ticket.get("source") if isinstance(started_ticket, dict) else None
             add(
                 ev,
                 "workflow_started",
-                ticket=_first(a.input),
+                f"source:{source or 'unknown'}" if not a.continued_execution_run_id else None,
+                ticket=started_ticket,
                 task_queue=a.task_queue.name,
                 continued_from=a.continued_execution_run_id or None,
             )
@@ -134,7 +177,7 @@ def entries_from_history(history: WorkflowHistory) -> list[Entry]:
                 ev,
                 f"{info.get('activity', 'activity')}_failed",
                 attempts=attempts.get(a.scheduled_event_id, 1),
-                error=a.failure.message,
+                error=_failure_message(a.failure),
                 **{k: v for k, v in info.items() if k in ("event_id", "event_type", "endpoint")},
             )
         elif t == EventType.EVENT_TYPE_MARKER_RECORDED:
@@ -153,7 +196,7 @@ def entries_from_history(history: WorkflowHistory) -> list[Entry]:
                 ev,
                 "timer_started",
                 timer_id=a.timer_id,
-                waits=str(a.start_to_fire_timeout.ToTimedelta()),
+                waits=iso_duration(a.start_to_fire_timeout.ToTimedelta()),
                 purpose=_summary(ev),
             )
         elif t == EventType.EVENT_TYPE_TIMER_FIRED:
@@ -161,13 +204,23 @@ def entries_from_history(history: WorkflowHistory) -> list[Entry]:
         elif t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
             a = ev.workflow_execution_signaled_event_attributes
             payload = _first(a.input)
-            add(ev, "signal_received", _actor(payload), action=a.signal_name, payload=payload)
+            add(
+                ev,
+                "signal_received",
+                _actor(payload, _CUSTOMER_ACTIONS.get(a.signal_name)),
+                action=a.signal_name,
+                payload=payload,
+            )
         elif t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
             a = ev.workflow_execution_update_accepted_event_attributes
             req = a.accepted_request
             payload = _first(req.input.args)
             updates[req.meta.update_id] = add(
-                ev, "update_accepted", _actor(payload), action=req.input.name, payload=payload
+                ev,
+                "update_accepted",
+                _actor(payload, _CUSTOMER_ACTIONS.get(req.input.name)),
+                action=req.input.name,
+                payload=payload,
             )
         elif t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED:
             a = ev.workflow_execution_update_completed_event_attributes
@@ -179,7 +232,7 @@ def entries_from_history(history: WorkflowHistory) -> list[Entry]:
                     "update_refused",
                     accepted.get("actor"),
                     action=accepted.get("detail", {}).get("action"),
-                    reason=outcome.failure.message,
+                    reason=_failure_message(outcome.failure),
                 )
             else:
                 status = _first(outcome.success) or {}
@@ -204,9 +257,13 @@ def entries_from_history(history: WorkflowHistory) -> list[Entry]:
                 new_run_id=ev.workflow_execution_continued_as_new_event_attributes.new_execution_run_id,
             )
         elif t in (EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED):
+            identity = ev.workflow_execution_terminated_event_attributes.identity
             add(
                 ev,
                 "workflow_ended",
+                f"operator:{identity or 'unknown'}"
+                if t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED
+                else None,
                 how=EventType.Name(t),
                 detail=MessageToDict(ev)[
                     "workflowExecutionFailedEventAttributes"
@@ -217,25 +274,108 @@ def entries_from_history(history: WorkflowHistory) -> list[Entry]:
     return out
 
 
-def _actor(payload: Any) -> str | None:
+def _actor(payload: Any, default: str | None = None) -> str | None:
     if isinstance(payload, dict) and isinstance(payload.get("actor"), dict):
         return f"{payload['actor'].get('role')}:{payload['actor'].get('id')}"
-    return None
+    return default
+
+
+async def decode_history(history: WorkflowHistory, codec: PayloadCodec | None) -> None:
+    """Undo the payload codec (encryption) in place on the parts of the history the export reads."""
+    if codec is None:
+        return
+    from temporalio.api.common.v1 import Payloads
+
+    async def payloads(p: Any) -> None:
+        if p.payloads:
+            decoded = await codec.decode(list(p.payloads))
+            del p.payloads[:]
+            p.payloads.extend(decoded)
+
+    async def one(p: Any) -> None:
+        wrapper = Payloads(payloads=[p])
+        await payloads(wrapper)
+        p.CopyFrom(wrapper.payloads[0])
+
+    for ev in history.events:
+        t = ev.event_type
+        if t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+            await payloads(ev.workflow_execution_started_event_attributes.input)
+        elif t == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            await payloads(ev.activity_task_scheduled_event_attributes.input)
+        elif t == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            await payloads(ev.activity_task_completed_event_attributes.result)
+        elif t == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
+            await codec.decode_failure(ev.activity_task_failed_event_attributes.failure)
+        elif t == EventType.EVENT_TYPE_MARKER_RECORDED:
+            for value in ev.marker_recorded_event_attributes.details.values():
+                await payloads(value)
+        elif t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            await payloads(ev.workflow_execution_signaled_event_attributes.input)
+        elif t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+            await payloads(ev.workflow_execution_update_accepted_event_attributes.accepted_request.input.args)
+        elif t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED:
+            outcome = ev.workflow_execution_update_completed_event_attributes.outcome
+            if outcome.HasField("failure"):
+                await codec.decode_failure(outcome.failure)
+            else:
+                await payloads(outcome.success)
+        elif t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+            await payloads(ev.workflow_execution_completed_event_attributes.result)
+        elif t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
+            await codec.decode_failure(ev.workflow_execution_failed_event_attributes.failure)
+        if ev.HasField("user_metadata") and ev.user_metadata.HasField("summary"):
+            await one(ev.user_metadata.summary)
+
+
+def _failure_message(failure: Any) -> str:
+    """A failure's message, also when the codec moved it into the encoded attributes."""
+    if failure.HasField("encoded_attributes"):
+        attrs = _first_payload(failure.encoded_attributes)
+        if isinstance(attrs, dict) and isinstance(attrs.get("message"), str):
+            return str(attrs["message"])
+    return str(failure.message)
+
+
+async def _run_chain(client: Client, workflow_id: str) -> list[WorkflowHistory]:
+    """The histories of the ticket's runs, oldest first (continue-as-new chains them)."""
+    histories: list[WorkflowHistory] = []
+    run_id: str | None = None
+    for _ in range(1000):  # a bound, far above any real chain
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        histories.insert(0, history)
+        first = history.events[0] if history.events else None
+        previous = first.workflow_execution_started_event_attributes.continued_execution_run_id if first else ""
+        if not previous:
+            break
+        run_id = previous
+    return histories
 
 
 async def audit_from_history(client: Client, workflow_id: str) -> list[Entry]:
-    """History entries of every run of the ticket, merged with the workflow's own timeline, by time."""
-    handle = client.get_workflow_handle(workflow_id)
-    history = await handle.fetch_history()
-    entries = entries_from_history(history)
-    try:
-        from workflows.models import Timeline
+    """History entries of every run of the ticket, merged with the workflow's own timeline, by time.
 
-        timeline = await handle.query("timeline", result_type=Timeline, rpc_timeout=timedelta(seconds=5))
+    Rows are normalized (`normalize_entry`): ready to store or render."""
+    from workflows.models import Timeline
+
+    entries: list[Entry] = []
+    for history in await _run_chain(client, workflow_id):
+        await decode_history(history, client.data_converter.payload_codec)
+        entries += entries_from_history(history)
+        run_id = history.events[0].workflow_execution_started_event_attributes.original_execution_run_id or None
+        try:
+            handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+            timeline = await handle.query("timeline", result_type=Timeline, rpc_timeout=timedelta(seconds=5))
+        except RPCError:
+            continue  # no worker to answer: the history alone still tells what happened
+        except Exception as err:
+            if type(err).__name__ != "WorkflowQueryFailedError":
+                raise
+            continue
         for e in timeline.events:
             entries.append(
                 {
-                    "at": e.at.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z",
+                    "at": utc_text(e.at),
                     "source": "workflow",
                     "event_id": None,
                     "kind": e.kind,
@@ -243,41 +383,154 @@ async def audit_from_history(client: Client, workflow_id: str) -> list[Entry]:
                     "detail": e.detail,
                 }
             )
-    except RPCError:
-        pass  # no worker to answer: the history alone still tells what happened
-    except Exception as err:
-        if type(err).__name__ != "WorkflowQueryFailedError":
-            raise
+    return sort_entries([normalize_entry(e) for e in entries])
+
+
+def sort_entries(entries: list[Entry]) -> list[Entry]:
+    """By instant, history before the workflow's account of the same instant; stable otherwise."""
     order = {"history": 0, "workflow": 1}
-    return sorted(entries, key=lambda e: (e["at"], order[e.get("source", "workflow")]))
+    return sorted(entries, key=lambda e: (_instant(e["at"]), order.get(e.get("source") or "workflow", 2)))
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# ---------------------------------------------------------------------- one row model, three formats
+# Python's str(timedelta) ("0:15:00", "1 day, 2:00:00"), as older tickets recorded targets.
+_PY_DURATION = re.compile(r"^(-?\d+) days?, (\d+):(\d{2}):(\d{2})(\.\d+)?$|^(\d+):(\d{2}):(\d{2})(\.\d+)?$")
+# The guards' prose durations ("0h20m") in refusal reasons.
+_PROSE_DURATION = re.compile(r"\b(\d+)h(\d{2})m\b")
+_DURATION_KEYS = {"target", "waits", "wait", "time_to_first_response", "time_to_resolution", "retry_for"}
+
+
+def _as_duration(text: str) -> str | None:
+    m = _PY_DURATION.match(text)
+    if m is None:
+        return None
+    if m.group(1) is not None:
+        days, h, mi, sec, frac = int(m.group(1)), m.group(2), m.group(3), m.group(4), m.group(5) or ""
+    else:
+        days, h, mi, sec, frac = 0, m.group(6), m.group(7), m.group(8), m.group(9) or ""
+    seconds = float(f"{sec}{frac}")
+    return iso_duration(timedelta(days=days, hours=int(h), minutes=int(mi), seconds=seconds))
+
+
+def _json_value(value: Any, key: str = "") -> Any:
+    """A plain JSON value: containers recursively, durations in one notation, no reprs."""
+    if isinstance(value, dict):
+        return {str(k): _json_value(v, str(k)) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_json_value(v, key) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, timedelta):
+        return iso_duration(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str):
+        if key in _DURATION_KEYS:
+            return _as_duration(value) or value
+        if key in ("reason", "error"):
+            return _PROSE_DURATION.sub(lambda m: iso_duration(timedelta(hours=int(m[1]), minutes=int(m[2]))), value)
+        return value
+    if hasattr(value, "model_dump"):
+        return _json_value(value.model_dump(mode="json"), key)
+    if hasattr(value, "value") and isinstance(value.value, str | int):  # enums
+        return value.value
+    return str(value)
+
+
+def normalize_entry(entry: Entry) -> Entry:
+    """The row as every format shows it (idempotent; tolerant of rows from older code or the store).
+
+    Keys: `at`, `source` (`history`, `workflow`), `event_id` (history event id or null), `kind`,
+    `actor` (never empty), `detail` (an object of JSON values; absent values are left out)."""
+    detail = entry.get("detail")
+    kind = str(entry.get("kind") or "unknown")
+    detail = _json_value(detail if isinstance(detail, dict) else {} if detail is None else {"value": detail})
+    if kind == "helpdesk_updated" and detail.get("outcome") == "skipped":  # older tickets said so when skipped
+        kind = "helpdesk_skipped"
+    at = entry.get("at")
+    if isinstance(at, str) and _instant(at) != datetime.min.replace(tzinfo=UTC):
+        at = _instant(at)
+    return {
+        "at": utc_text(at) if isinstance(at, datetime) else str(at or ""),
+        "source": str(entry.get("source") or "workflow"),
+        "event_id": entry.get("event_id"),
+        "kind": kind,
+        "actor": str(entry.get("actor") or SYSTEM_ACTOR),
+        "detail": detail,
+    }
+
+
+_INVISIBLE = frozenset({"Cc", "Cf", "Co", "Cs", "Zl", "Zp"})  # controls, bidi overrides, zero-width, separators
+_MD_SPECIAL = re.compile(r"([\\|`\[<>&])")
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+def _visible(text: str) -> str:
+    """Characters that print nothing or reorder the line, as JSON escapes (`\\u202e`)."""
+    return "".join(json.dumps(ch)[1:-1] if unicodedata.category(ch) in _INVISIBLE else ch for ch in text)
+
+
+def _json_text(value: Any) -> str:
+    """Compact JSON with readable Unicode; invisible and direction-changing characters escaped."""
+    return _visible(json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":")))
+
+
+def detail_text(detail: dict[str, Any]) -> str:
+    """The detail as `key=<JSON value>` pairs, keys sorted: one line, parseable back."""
+    return " ".join(f"{k if _PLAIN_KEY.match(k) else _json_text(k)}={_json_text(v)}" for k, v in sorted(detail.items()))
+
+
+def _md_cell(text: str) -> str:
+    """Safe in a Markdown table cell: pipes, HTML, links and code spans are shown as text (CommonMark
+    backslash escapes), line breaks and other invisible characters as `\\uXXXX` (UTF-16, as in JSON).
+    Reading the raw file: `\\` + punctuation is that punctuation; `\\u` + 4 hex digits one code unit."""
+    escaped = _MD_SPECIAL.sub(r"\\\1", text)
+    return "".join(_utf16_escape(ch) if unicodedata.category(ch) in _INVISIBLE else ch for ch in escaped)
+
+
+def _utf16_escape(ch: str) -> str:
+    data = ch.encode("utf-16-be")
+    return "".join(f"\\u{int.from_bytes(data[i : i + 2], 'big'):04x}" for i in range(0, len(data), 2))
+
+
+def _csv_cell(text: str) -> str:
+    """A cell a spreadsheet will not run as a formula (OWASP CSV injection)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def render_timeline(ticket_id: str, entries: list[Entry], fmt: str) -> str:
+    """The same rows in JSON, CSV or Markdown (see `normalize_entry`)."""
+    rows = [normalize_entry(e) for e in entries]
     if fmt == "json":
-        return json.dumps({"ticket_id": ticket_id, "events": entries}, indent=2, default=str)
+        return json.dumps({"ticket_id": ticket_id, "events": rows}, indent=2, ensure_ascii=False) + "\n"
     if fmt == "csv":
         buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(["at", "source", "kind", "actor", "detail"])
-        for e in entries:
+        writer = csv.writer(buf)  # RFC 4180: CRLF; any field with CR, LF, comma or quote is quoted
+        writer.writerow(COLUMNS)
+        for e in rows:
             writer.writerow(
-                [
-                    e["at"],
-                    e.get("source", "workflow"),
-                    e["kind"],
-                    e.get("actor") or "",
-                    json.dumps(e.get("detail") or {}, sort_keys=True, default=str),
-                ]
+                [_csv_cell(e["at"]), e["source"], _csv_cell(e["kind"]), _csv_cell(e["actor"]), _json_text(e["detail"])]
             )
         return buf.getvalue()
     lines = [
-        f"# Audit timeline: ticket {ticket_id}",
+        f"# Audit timeline: ticket {_md_cell(ticket_id)}",
+        "",
+        f"{len(rows)} events. Times in UTC; durations ISO 8601 (`PT1H30M`); details as `key=<JSON value>`.",
         "",
         "| at (UTC) | source | event | actor | detail |",
         "|---|---|---|---|---|",
     ]
-    for e in entries:
-        detail = ", ".join(f"{k}={v}" for k, v in (e.get("detail") or {}).items() if v not in (None, [], {}, ""))
-        source, actor = e.get("source", "workflow"), e.get("actor") or ""
-        lines.append(f"| {e['at']} | {source} | {e['kind']} | {actor} | {detail.replace('|', '/')} |")
+    for e in rows:
+        cells = [e["at"], e["source"], e["kind"], e["actor"], detail_text(e["detail"])]
+        lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"

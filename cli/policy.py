@@ -28,7 +28,7 @@ def check(file: PolicyFile) -> None:
     except PolicyError as err:
         raise CliError(str(err), ExitCode.BAD_INPUT) from None
     print(
-        f"ok: {file} is valid (version {policy.version}, fingerprint {policy.fingerprint()}; "
+        f"ok: {file} is valid (version {policy.version_label(file)}; "
         f"{len(policy.routes)} routes, {len(policy.tiers)} tiers, {len(policy.departments)} departments)"
     )
 

@@ -377,6 +377,12 @@ class Policy(Strict):
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
+    def version_label(self, source: str | Path) -> str:
+        """The one policy version string: the author's label, the content fingerprint and the file
+        name, e.g. `2026.11-default+1a2b3c4d5e6f (default.yaml)`. `policy check`, the worker's log and
+        every ticket it opens (status, timeline, summary) show exactly this string."""
+        return f"{self.version}+{self.fingerprint()} ({Path(source).name})"
+
 
 def check_semantics(policy: Policy) -> list[str]:
     """Whole-policy checks pydantic cannot express; each message starts with the place it is about."""

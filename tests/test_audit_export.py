@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from temporalio.testing import WorkflowEnvironment
 
 from api.export import audit_from_history, render_timeline
@@ -22,17 +26,17 @@ def key(e: dict[str, Any]) -> tuple[Any, ...]:
     if kind.endswith("_scheduled") and kind != "load_policy_scheduled":
         return (e["source"], kind, d.get("event_type") or d.get("queue"), d.get("rule"))
     if kind in ("ladder_step",):
-        return (e["source"], kind, d["rule"])
+        return (e["source"], kind, d.get("rule"))
     if kind in ("sla_started", "sla_breached"):
-        return (e["source"], kind, d["clock"])
+        return (e["source"], kind, d.get("clock"))
     if kind == "tier_entered":
-        return (e["source"], kind, d["tier"])
+        return (e["source"], kind, d.get("tier"))
     if kind in ("update_accepted", "update_completed", "signal_received"):
-        return (e["source"], kind, d["action"], e["actor"])
+        return (e["source"], kind, d.get("action"), e["actor"])
     if kind == "action_rejected":
-        return (e["source"], kind, d["field"], e["actor"])
+        return (e["source"], kind, d.get("field"), e["actor"])
     if kind == "escalated":
-        return (e["source"], kind, d["from_tier"], d["to_tier"], d["rule"])
+        return (e["source"], kind, d.get("from_tier"), d.get("to_tier"), d.get("rule"))
     return (e["source"], kind)
 
 
@@ -44,7 +48,7 @@ async def test_audit_export_of_an_escalated_ticket(
         t = ticket(priority="urgent")  # tier 1: first response 30 min, resolution 8 h
         await tickets.open(t)
         await ts_env.sleep(timedelta(minutes=25))
-        await tickets.act(t.ticket_id, "acknowledge", {"actor": AGENT, "note": "on it"})
+        await tickets.act(t.ticket_id, "acknowledge", {"actor": AGENT, "note": ODD_NOTE})
         await tickets.signal(
             t.ticket_id, "escalate", {"actor": AGENT, "kind": "functional", "department": "nowhere", "reason": "x"}
         )
@@ -131,9 +135,122 @@ async def test_audit_export_of_an_escalated_ticket(
     ]
     assert tiers == [1, 2]
 
-    rows = list(csv.reader(io.StringIO(render_timeline(t.ticket_id, entries, "csv"))))
-    assert rows[0] == ["at", "source", "kind", "actor", "detail"] and len(rows) == len(entries) + 1
+    assert_same_rows(t.ticket_id, entries)
     markdown = render_timeline(t.ticket_id, entries, "md")
-    assert (
-        markdown.count("\n| 20") == len(entries) and "| workflow | escalated | system:escalation-policy |" in markdown
-    )
+    assert "| workflow | escalated | system:escalation-policy |" in markdown
+    assert all(e["actor"] for e in entries)  # an actor on every row
+    durations = [e["detail"]["target"] for e in entries if e["kind"] == "sla_started"]
+    assert durations == ["PT30M", "PT8H", "PT15M", "PT4H"]  # one notation
+    assert not [e for e in entries if e["kind"] == "helpdesk_updated"]  # no helpdesk configured, none called
+    assert "None" not in markdown and "{'" not in markdown  # JSON values, never Python reprs
+    # The odd note survives every format unchanged, and cannot break the Markdown table.
+    ack = next(e for e in entries if e["kind"] == "acknowledged")
+    assert ack["detail"]["note"] == ODD_NOTE
+    for line in markdown.splitlines()[6:]:
+        assert len(_md_cells(line)) == 5, line
+
+
+# Pipes, line breaks, HTML, a link, a code span, a right-to-left override, a zero-width space,
+# a spreadsheet formula, astral-plane characters: what an agent may paste into a note.
+ODD_NOTE = '=HYPERLINK("x") | a\nb\r\t<b>bold</b> [link](http://x) `code` \\ \u202eevil\u200b 😀 zoë "q"'
+
+
+def _md_cells(line: str) -> list[str]:
+    """Split a Markdown table row on unescaped pipes and undo the backslash escapes."""
+    assert line.startswith("| ") and line.endswith(" |"), line
+    cells = _split_escaped(line[2:-2])
+    return [_md_unescape(c) for c in cells]
+
+
+def _md_unescape(cell: str) -> str:
+    out, i = "", 0
+    while i < len(cell):
+        if cell.startswith("\\u", i) and re.fullmatch(r"[0-9a-f]{4}", cell[i + 2 : i + 6]):
+            units = [cell[i + 2 : i + 6]]
+            i += 6
+            while 0xD800 <= int(units[-1], 16) < 0xDC00 and cell.startswith("\\u", i):
+                units.append(cell[i + 2 : i + 6])
+                i += 6
+            out += b"".join(int(u, 16).to_bytes(2, "big") for u in units).decode("utf-16-be")
+        elif cell[i] == "\\":
+            out += cell[i + 1]
+            i += 2
+        else:
+            out += cell[i]
+            i += 1
+    return out
+
+
+def _split_escaped(body: str) -> list[str]:
+    cells, cur, i = [], "", 0
+    while i < len(body):
+        if body[i] == "\\":
+            cur += body[i : i + 2]
+            i += 2
+        elif body.startswith(" | ", i):
+            cells.append(cur)
+            cur, i = "", i + 3
+        else:
+            cur += body[i]
+            i += 1
+    return [*cells, cur]
+
+
+def _parse_detail(text: str) -> dict[str, Any]:
+    """`key=<JSON>` pairs back into an object."""
+    decoder, out, i = json.JSONDecoder(), {}, 0
+    while i < len(text):
+        if text[i] == '"':
+            key, i = decoder.raw_decode(text, i)
+        else:
+            end = text.index("=", i)
+            key, i = text[i:end], end
+        assert text[i] == "="
+        value, i = decoder.raw_decode(text, i + 1)
+        out[key] = value
+        i += 1 if i < len(text) and text[i] == " " else 0
+    return out
+
+
+def assert_same_rows(ticket_id: str, entries: list[dict[str, Any]]) -> None:
+    """The JSON, CSV and Markdown timelines hold the same rows, value for value, in the same order."""
+    from_json = json.loads(render_timeline(ticket_id, entries, "json"))["events"]
+    assert len(from_json) == len(entries) > 0
+    table = list(csv.reader(io.StringIO(render_timeline(ticket_id, entries, "csv"))))
+    assert table[0] == ["at", "source", "kind", "actor", "detail"]
+    lines = render_timeline(ticket_id, entries, "md").splitlines()
+    assert lines[4:6] == ["| at (UTC) | source | event | actor | detail |", "|---|---|---|---|---|"]
+    md_rows = [_md_cells(line) for line in lines[6:]]
+    assert len(table) - 1 == len(md_rows) == len(from_json)
+    for row, cells, md in zip(from_json, table[1:], md_rows, strict=True):
+        plain = [row["at"], row["source"], row["kind"], row["actor"]]
+        # A cell a spreadsheet would run as a formula starts with an apostrophe in CSV (and only in CSV).
+        unformula = [c[1:] if c[:1] == "'" and c[1:2] in ("=", "+", "-", "@", "\t", "\r") else c for c in cells[:4]]
+        assert unformula == plain
+        assert json.loads(cells[4]) == row["detail"]
+        assert md[:4] == plain
+        assert _parse_detail(md[4]) == row["detail"], md[4]
+
+
+def test_empty_timeline_in_every_format() -> None:
+    assert json.loads(render_timeline("T-0", [], "json")) == {"ticket_id": "T-0", "events": []}
+    assert render_timeline("T-0", [], "csv") == "at,source,kind,actor,detail\r\n"
+    assert "0 events." in render_timeline("T-0", [], "md")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    kind=st.text(min_size=1, max_size=20),
+    actor=st.one_of(st.none(), st.text(max_size=30)),
+    detail=st.dictionaries(st.text(max_size=12), json_values, max_size=5),
+)
+def test_any_row_reads_the_same_in_every_format(kind: str, actor: str | None, detail: dict[str, Any]) -> None:
+    entry = {"at": "2035-05-11T14:55:00Z", "source": "workflow", "kind": kind, "actor": actor, "detail": detail}
+    assert_same_rows("T|<1>", [entry, {**entry, "detail": None}])
