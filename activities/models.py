@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -13,8 +14,11 @@ class ActivityMessage(BaseModel):
 
 
 class EndpointRef(ActivityMessage):
+    """An endpoint by name; the activity resolves where it is from settings. `url` is only set in
+    notices written before the channels change (it is never written any more)."""
+
     name: str
-    url: str
+    url: str | None = None
 
 
 class LoadPolicyInput(ActivityMessage):
@@ -59,11 +63,32 @@ class OutboundEvent(ActivityMessage):
     )
     reason: str
     data: dict[str, Any] = Field(default_factory=dict)
+    subject: str | None = Field(default=None, description="the ticket's subject")
+    deadline: AwareDatetime | None = Field(default=None, description="the SLA deadline the event is about")
+
+
+Channel = Literal["webhook", "email", "slack", "teams"]
+
+
+class FloodRef(ActivityMessage):
+    """Flood control for one notice: at most `limit` per `window` to `key` (recipient @ endpoint)."""
+
+    key: str
+    limit: int
+    window: timedelta
 
 
 class DeliverInput(ActivityMessage):
     event: OutboundEvent
     endpoint: EndpointRef
+    channel: Channel = "webhook"
+    recipient: Person | None = Field(default=None, description="email: the person written to (and the address)")
+    flood: FloodRef | None = None
+
+    def key(self) -> str:
+        """The notice's identity on every channel (its outbox key): stable across retries."""
+        person = f":{self.recipient.id}" if self.channel == "email" and self.recipient else ""
+        return f"{self.event.id}@{self.endpoint.name}{person}"
 
 
 class DeliveryResult(ActivityMessage):
@@ -71,6 +96,50 @@ class DeliveryResult(ActivityMessage):
     endpoint: str
     status_code: int
     attempt: int
+    digest: str | None = Field(default=None, description="held for this digest (flood control) instead of sent")
+
+
+class DigestEntry(ActivityMessage):
+    key: str
+    event: OutboundEvent
+    sent: bool = Field(description="sent on its own (within the limit) before the digest")
+
+
+class DigestInput(ActivityMessage):
+    """A digest window: one recipient through one endpoint, from `start` to `end`."""
+
+    digest_id: str
+    flood_key: str
+    channel: Channel
+    endpoint: EndpointRef
+    recipient: Person | None = None
+    limit: int
+    start: AwareDatetime
+    end: AwareDatetime
+
+
+class AdmitInput(ActivityMessage):
+    key: str
+    event: OutboundEvent
+
+
+class AdmitResult(ActivityMessage):
+    decision: Literal["now", "digest"]
+    digest_id: str
+
+
+class DigestDeliverInput(ActivityMessage):
+    digest: DigestInput
+    entries: list[DigestEntry]
+    more: int = Field(default=0, description="entries beyond the listed ones (bounded)")
+
+
+class DigestSummary(ActivityMessage):
+    digest_id: str
+    admitted: int
+    sent_alone: int
+    digested: int
+    delivered: bool
 
 
 class ReassignInput(ActivityMessage):

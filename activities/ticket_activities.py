@@ -8,24 +8,36 @@ notifies twice at a receiver that drops duplicates. Errors are classified once, 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import math
+import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import aiosmtplib
 import httpx
 import structlog
 from temporalio import activity
+from temporalio.client import WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from activities import channels, templates
 from activities.models import (
+    AdmitInput,
+    AdmitResult,
     DeliverInput,
     DeliveryResult,
+    DigestDeliverInput,
+    DigestInput,
     LoadPolicyInput,
     PolicySnapshot,
     ReassignInput,
     ReassignResult,
 )
 from activities.webhooks import sign_headers
-from config.policy import Endpoint, Policy, PolicyError, load_policy_file, resolve_holidays
+from config.policy import ChannelKind, Endpoint, Policy, PolicyError, load_policy_file, resolve_holidays
 from config.settings import Settings
 
 log = structlog.get_logger("activities")
@@ -124,11 +136,14 @@ class TicketActivities:
     def _freeze(self, policy: Policy, year: int) -> PolicySnapshot:
         version = policy.version_label(self._settings.policy_path)  # of the file, as `policy check` prints it
         policy = resolve_holidays(policy, range(year - 1, year + 3))
+        # Endpoints by name only: a URL (or `WEBHOOK_URL`) is looked up again at delivery, never frozen.
+        endpoints = [e.model_copy(update={"url": None}) for e in policy.notifications.endpoints]
         if self._settings.webhook_url:
-            endpoint = Endpoint(name="settings", url=self._settings.webhook_url)
-            policy = policy.model_copy(
-                update={"notifications": policy.notifications.model_copy(update={"endpoints": [endpoint]})}
-            )
+            endpoints = [e for e in endpoints if e.channel != ChannelKind.webhook]
+            endpoints.insert(0, Endpoint(name="settings"))
+        policy = policy.model_copy(
+            update={"notifications": policy.notifications.model_copy(update={"endpoints": endpoints})}
+        )
         fingerprint = policy.fingerprint()
         return PolicySnapshot(
             version=version,
@@ -136,6 +151,134 @@ class TicketActivities:
             source=self._settings.policy_path.name,
             document=policy.model_dump(mode="json"),
         )
+
+    # ------------------------------------------------------------------ channels
+    def _policy_or_none(self) -> Policy | None:
+        try:
+            return self._current_policy()
+        except ApplicationError:
+            return None
+
+    def _resolve(self, request: DeliverInput | DigestInput) -> channels.Resolved:
+        try:
+            return channels.resolve_endpoint(
+                request.endpoint.name, request.channel, self._settings, self._policy_or_none(), request.endpoint.url
+            )
+        except channels.EndpointMissing as missing:
+            # Retried: configure the endpoint and the waiting notice goes out.
+            raise ApplicationError(str(missing), type="EndpointMissing", category=BENIGN) from None
+
+    def _link(self, ticket_id: str) -> str:
+        return f"{self._settings.link_base}/tickets/{ticket_id}/timeline?format=md"
+
+    async def _render(self, channel: str, event_type: str, context: dict[str, Any]) -> dict[str, str]:
+        """The policy's templates (the worker's current policy file), falling back to the built-ins
+        when one fails on real data (logged), so the person is told anyway."""
+        policy = self._policy_or_none()
+        overrides: dict[str, Any] = {str(k): v for k, v in policy.notifications.templates.items()} if policy else {}
+        try:
+            return await asyncio.to_thread(templates.render, overrides, channel, event_type, context)
+        except templates.TemplateFailure as failure:
+            if not overrides:
+                raise ApplicationError(str(failure), type="TemplateFailed", non_retryable=True) from None
+            log.error("template.failed", template=failure.name, line=failure.line, error=failure.message)
+            return await asyncio.to_thread(templates.render, {}, channel, event_type, context)
+
+    async def _send(
+        self,
+        *,
+        key: str,
+        channel: str,
+        target: channels.Resolved,
+        parts: dict[str, str],
+        context: dict[str, Any],
+        to: str | None,
+        event: Any | None,
+    ) -> int:
+        """Send one rendered notice on its channel; the status (HTTP code, or 250 for SMTP)."""
+        if channel == "email":
+            assert target.config is not None
+            if not to:
+                raise ApplicationError("email notice without an address", type="BadRequest", non_retryable=True)
+            cfg = target.config
+            message = channels.build_email(
+                key=key,
+                sender=cfg.sender,
+                to=to,
+                parts=parts,
+                ticket_id=event.ticket_id if event else None,
+                workflow_id=event.workflow_id if event else None,
+                life=channels.life_of(event.id) if event else None,
+                occurred_at=event.occurred_at if event else datetime.now(UTC),
+            )
+            try:
+                await aiosmtplib.send(
+                    message,
+                    hostname=cfg.host,
+                    port=cfg.smtp_port,
+                    username=cfg.username,
+                    password=cfg.password.get_secret_value() if cfg.password else None,
+                    use_tls=cfg.security == "tls",
+                    start_tls=cfg.security == "starttls",
+                    timeout=cfg.timeout_seconds,
+                )
+            except aiosmtplib.SMTPResponseException as exc:
+                final = 500 <= exc.code < 600
+                raise ApplicationError(
+                    f"endpoint {target.name}: SMTP server answered {exc.code}",
+                    type="DeliveryRejected" if final else "DeliveryFailed",
+                    non_retryable=final,
+                    category=BENIGN,
+                ) from None
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                raise ApplicationError(
+                    f"endpoint {target.name} unreachable: {type(exc).__name__}", type="DeliveryFailed", category=BENIGN
+                ) from None
+            return 250
+        payload = (channels.slack_payload if channel == "slack" else channels.teams_payload)(key, parts, context)
+        assert target.url is not None
+        try:
+            response = await self._http.post(target.url, json=payload, headers={"idempotency-key": key})
+        except httpx.HTTPError as exc:
+            raise ApplicationError(
+                f"endpoint {target.name} unreachable: {type(exc).__name__}", type="DeliveryFailed", category=BENIGN
+            ) from None
+        _raise_for_status(response, f"endpoint {target.name}")
+        return response.status_code
+
+    async def _admit(self, request: DeliverInput) -> AdmitResult:
+        """Flood control: ask the recipient's digest window (started if new) whether this notice goes
+        now or waits for the digest. The window is fixed by the event's time (from history), so a
+        retry asks the same window, which answers the same for the same key."""
+        flood = request.flood
+        assert flood is not None
+        seconds = flood.window.total_seconds()
+        start = datetime.fromtimestamp(math.floor(request.event.occurred_at.timestamp() / seconds) * seconds, UTC)
+        window = DigestInput(
+            digest_id=digest_id(flood.key, start),
+            flood_key=flood.key,
+            channel=request.channel,
+            endpoint=request.endpoint.model_copy(update={"url": None}),
+            recipient=request.recipient,
+            limit=flood.limit,
+            start=start,
+            end=start + flood.window,
+        )
+        operation: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+            "DigestWindow",
+            window,
+            id=window.digest_id,
+            task_queue=activity.info().task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            result_type=None,
+        )
+        result: AdmitResult = await activity.client().execute_update_with_start_workflow(
+            "admit",
+            AdmitInput(key=request.key(), event=request.event),
+            start_workflow_operation=operation,
+            result_type=AdmitResult,
+        )
+        return result
 
     async def _deliver(self, request: DeliverInput) -> DeliveryResult:
         info = activity.info()
@@ -146,12 +289,46 @@ class TicketActivities:
             webhook_id=event.id,
             event_type=event.type,
             endpoint=request.endpoint.name,
+            channel=request.channel,
             attempt=info.attempt,
         )
+        if request.channel != "webhook":
+            if request.flood is not None:
+                admitted = await self._admit(request)
+                if admitted.decision == "digest":
+                    bound.info("notice.held_for_digest", digest=admitted.digest_id)
+                    return DeliveryResult(
+                        webhook_id=event.id,
+                        endpoint=request.endpoint.name,
+                        status_code=0,
+                        attempt=info.attempt,
+                        digest=admitted.digest_id,
+                    )
+            target = self._resolve(request)
+            recipient = request.recipient.model_dump() if request.recipient else None
+            context = templates.event_context(event.model_dump(mode="json"), self._link(event.ticket_id), recipient)
+            parts = await self._render(request.channel, event.type, context)
+            to = request.recipient.email if request.recipient else None
+            status = await self._send(
+                key=request.key(),
+                channel=request.channel,
+                target=target,
+                parts=parts,
+                context=context,
+                to=to,
+                event=event,
+            )
+            bound.info("notice.delivered", status_code=status)
+            return DeliveryResult(
+                webhook_id=event.id, endpoint=request.endpoint.name, status_code=status, attempt=info.attempt
+            )
+        target = self._resolve(request)
+        assert target.url is not None
+        secret = target.config.secret if target.config and target.config.secret else self._settings.webhook_secret
         body = event.model_dump_json()
-        headers = sign_headers(self._settings.webhook_secret.get_secret_value(), event.id, body)
+        headers = sign_headers(secret.get_secret_value(), event.id, body)
         try:
-            response = await self._http.post(request.endpoint.url, content=body, headers=headers)
+            response = await self._http.post(target.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             bound.warning("webhook.transport_error", error=type(exc).__name__)
             raise ApplicationError(
@@ -168,6 +345,37 @@ class TicketActivities:
             endpoint=request.endpoint.name,
             status_code=response.status_code,
             attempt=info.attempt,
+        )
+
+    @activity.defn(name="send_digest")
+    async def send_digest(self, request: DigestDeliverInput) -> DeliveryResult:
+        """One digest: every notice of the window to one recipient, listed with its event."""
+        window = request.digest
+        recipient = window.recipient.model_dump() if window.recipient else None
+        entries = []
+        for entry in request.entries:
+            event = entry.event.model_dump(mode="json")
+            entries.append(templates.event_context(event, self._link(entry.event.ticket_id)) | {"sent": entry.sent})
+        context = templates.digest_context(
+            entries,
+            start=window.start,
+            end=window.end,
+            limit=window.limit,
+            more=request.more,
+            endpoint=window.endpoint.name,
+            recipient=recipient,
+        )
+        context["link"] = None
+        target = self._resolve(window)
+        parts = await self._render(window.channel, "digest", context)
+        to = window.recipient.email if window.recipient else None
+        status = await self._send(
+            key=window.digest_id, channel=window.channel, target=target, parts=parts, context=context, to=to, event=None
+        )
+        log.info("digest.delivered", digest=window.digest_id, entries=len(request.entries) + request.more)
+        attempt = activity.info().attempt
+        return DeliveryResult(
+            webhook_id=window.digest_id, endpoint=window.endpoint.name, status_code=status, attempt=attempt
         )
 
     @activity.defn(name="notify")
@@ -213,4 +421,11 @@ class TicketActivities:
         return ReassignResult(outcome="applied", detail=f"HTTP {response.status_code}")
 
     def all(self) -> list[object]:
-        return [self.load_policy, self.notify, self.cc_department_heads, self.reassign]
+        return [self.load_policy, self.notify, self.cc_department_heads, self.reassign, self.send_digest]
+
+
+def digest_id(flood_key: str, start: datetime) -> str:
+    """The digest window's workflow id: recipient @ endpoint, and the window's start."""
+    safe = re.sub(r"[^A-Za-z0-9._:@-]", "_", flood_key)[:200]
+    return f"digest-{safe}-{start:%Y%m%dT%H%M%SZ}"
+

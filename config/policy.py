@@ -316,14 +316,98 @@ class Approvals(Strict):
     timeout: timedelta = timedelta(hours=4)
 
 
+class ChannelKind(StrEnum):
+    """How a notice travels. `webhook` is the signed platform feed; the others reach people."""
+
+    webhook = "webhook"
+    email = "email"
+    slack = "slack"
+    teams = "teams"
+
+
+PEOPLE_CHANNELS = (ChannelKind.email, ChannelKind.slack, ChannelKind.teams)
+# Event types a template can be written for (`digest` is the flood-control summary).
+EVENT_TYPES = (
+    "sla.warning",
+    "sla.breached",
+    "ticket.escalated",
+    "ticket.reassigned",
+    "ticket.cc",
+    "ticket.resolved",
+    "ticket.reopened",
+    "ticket.self_service",
+    "approval.requested",
+    "digest",
+)
+TEMPLATE_PARTS: dict[str, tuple[str, ...]] = {
+    "email": ("subject", "text", "html"),
+    "slack": ("title", "text"),
+    "teams": ("title", "text"),
+}
+
+
 class Endpoint(Strict):
+    """A named destination. Where it is (URL, SMTP server) and its credentials come from settings
+    (`ESCALATIONS_ENDPOINTS`), resolved inside the delivery activity: never in a ticket's history.
+
+    A `url` here is accepted for webhook endpoints only (a plain, non-secret URL; legacy); it is
+    stripped from the policy a ticket freezes and looked up again by name at delivery."""
+
     name: str
-    url: str
+    channel: ChannelKind = ChannelKind.webhook
+    url: str | None = None
     event_types: list[str] = Field(default_factory=list, description="empty: every event type")
+
+    @model_validator(mode="after")
+    def _url_only_for_webhooks(self, info: ValidationInfo) -> Endpoint:
+        if is_frozen(info):
+            return self
+        if self.url is not None and self.channel != ChannelKind.webhook:
+            raise ValueError(
+                f"a {self.channel.value} endpoint takes no url in the policy (it is a secret): "
+                "give it in the ESCALATIONS_ENDPOINTS setting under the same name"
+            )
+        return self
+
+
+class FloodLimit(Strict):
+    """At most `limit` notices per `window` to one recipient through one endpoint; beyond, the
+    notices of that window are grouped into one digest sent at the window's end."""
+
+    limit: int = Field(ge=0)
+    window: timedelta
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        if not is_frozen(info) and not timedelta(seconds=1) <= value <= timedelta(days=1):
+            raise ValueError("window must be between 1 second and 1 day")
+        return value
+
+
+class RecipientChannels(Strict):
+    """How one role or one person is reached: endpoints (email, slack, teams) and flood control."""
+
+    endpoints: list[str] = Field(default_factory=list)
+    email: str | None = Field(default=None, description="address for email endpoints (people only)")
+    flood: FloodLimit | None = None
+
+
+TemplateSet = dict[str, dict[str, str]]  # event type (or "default") -> part -> Jinja2 source
 
 
 class Notifications(Strict):
     endpoints: list[Endpoint] = Field(default_factory=list)
+    roles: dict[Recipient, RecipientChannels] = Field(
+        default_factory=dict, description="per recipient role: endpoints and flood control"
+    )
+    people: dict[str, RecipientChannels] = Field(
+        default_factory=dict, description="per person id: overrides the role's entry"
+    )
+    flood: FloodLimit | None = Field(default=None, description="default flood control for people's channels")
+    templates: dict[Literal["email", "slack", "teams"], TemplateSet] = Field(
+        default_factory=dict, description="overrides of the built-in templates"
+    )
     retry_for: timedelta = Field(
         default=timedelta(days=2),
         ge=timedelta(minutes=1),
@@ -442,6 +526,38 @@ def check_semantics(policy: Policy) -> list[str]:
     for role in policy.permissions:
         if role not in set(Role):
             problems.append(f"permissions.{role}: unknown role")
+    problems += _notification_problems(policy.notifications)
+    return problems
+
+
+def _notification_problems(n: Notifications) -> list[str]:
+    problems: list[str] = []
+    channels: dict[str, ChannelKind] = {}
+    for i, endpoint in enumerate(n.endpoints):
+        if endpoint.name in channels:
+            problems.append(f"notifications.endpoints[{i}] ({endpoint.name}): duplicate endpoint name")
+        channels[endpoint.name] = endpoint.channel
+    for kind, entries in (("roles", n.roles), ("people", n.people)):
+        for who, entry in entries.items():
+            place = f"notifications.{kind}.{who}"
+            for name in entry.endpoints:
+                if name not in channels:
+                    problems.append(f"{place}.endpoints: unknown endpoint {name!r} (known: {', '.join(channels)})")
+                elif channels[name] == ChannelKind.webhook:
+                    problems.append(
+                        f"{place}.endpoints: {name!r} is a webhook endpoint (webhooks get every event); "
+                        "list email, slack or teams endpoints here"
+                    )
+            if kind == "roles" and entry.email is not None:
+                problems.append(f"{place}.email: addresses belong to people, not roles")
+    for channel, templates in n.templates.items():
+        for event_type, parts in templates.items():
+            place = f"notifications.templates.{channel}.{event_type}"
+            if event_type != "default" and event_type not in EVENT_TYPES:
+                problems.append(f"{place}: unknown event type (known: default, {', '.join(EVENT_TYPES)})")
+            for part in parts:
+                if part not in TEMPLATE_PARTS[channel]:
+                    problems.append(f"{place}.{part}: unknown part (known: {', '.join(TEMPLATE_PARTS[channel])})")
     return problems
 
 
@@ -560,6 +676,10 @@ def load_policy_file(path: str | Path) -> Policy:
         raise PolicyError(str(p), ["the document must be a mapping"])
     policy = parse_policy(data, str(p))
     problems = holiday_problems(policy)
+    if not problems:
+        from activities.templates import template_problems  # local import: keeps the sandbox light
+
+        problems = template_problems(policy)
     if problems:
         raise PolicyError(str(p), problems)
     return policy

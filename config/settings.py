@@ -11,13 +11,35 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_POLICY = REPO_ROOT / "config" / "policies" / "default.yaml"
 # A development-only signing secret so the embedded default works out of the box; `run` warns.
 DEV_WEBHOOK_SECRET = "whsec_ZGV2LW9ubHktZXNjYWxhdGlvbnMtc2VjcmV0LTAwMDA="
+
+
+class EndpointSettings(BaseModel):
+    """Where a policy endpoint (referenced by name) is, and its credentials. Chat and webhook
+    endpoints take `url` (a Slack or Teams webhook URL is a capability: a secret); email endpoints
+    take the SMTP server. Resolved inside the delivery activity only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: SecretStr | None = None
+    secret: SecretStr | None = Field(default=None, description="webhook signing secret; default WEBHOOK_SECRET")
+    host: str | None = Field(default=None, description="SMTP server")
+    port: int | None = Field(default=None, description="default 587 (starttls), 465 (tls), 25 (none)")
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = Field(default="escalations@localhost", description="From: address of email notices")
+    timeout_seconds: float = 15.0
+
+    @property
+    def smtp_port(self) -> int:
+        return self.port or {"starttls": 587, "tls": 465, "none": 25}[self.security]
 
 
 class Settings(BaseSettings):
@@ -50,6 +72,14 @@ class Settings(BaseSettings):
     webhook_url: str | None = Field(default=None, description="replaces the policy's notification endpoints")
     webhook_secret: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
     http_timeout_seconds: float = 10.0
+    endpoints: dict[str, EndpointSettings] = Field(
+        default_factory=dict,
+        description="JSON: policy endpoint name -> {url} (webhook, slack, teams) or {host, port, security, "
+        "username, password, sender} (email)",
+    )
+    public_url: str | None = Field(
+        default=None, description="base URL of the HTTP API for links in notices; default http://API_HOST:API_PORT"
+    )
 
     # HTTP API.
     api_host: str = "127.0.0.1"
@@ -63,6 +93,10 @@ class Settings(BaseSettings):
 
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"
+
+    @property
+    def link_base(self) -> str:
+        return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     @property
     def embedded(self) -> bool:

@@ -114,9 +114,11 @@ def make_harness(write_policy: Callable[[dict[str, Any]], Path]) -> Callable[...
 
     @asynccontextmanager
     async def make(
-        env: WorkflowEnvironment, receiver: Receiver | None, doc: dict[str, Any] | None = None
+        env: WorkflowEnvironment, receiver: Receiver | None, doc: dict[str, Any] | None = None, **overrides: Any
     ) -> AsyncIterator[Harness]:
         settings = make_settings(write_policy(doc or policy_doc()), receiver)
+        if overrides:
+            settings = settings.model_copy(update=overrides)
         task_queue = f"tq-{uuid.uuid4().hex[:8]}"
         async with httpx.AsyncClient(timeout=5) as http:
             worker = build_worker(env.client, settings, http, task_queue=task_queue)

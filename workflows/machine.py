@@ -70,6 +70,9 @@ from workflows.models import (
 )
 from workflows.state import MAX_KEYS, MAX_OUTBOX, MAX_VISITED, Notice, TicketState
 
+# Notices name their endpoint only (no URL in history) and reach people by email, Slack and Teams.
+CHANNELS_PATCH = "channels-v1"
+
 SS, OPEN, ACK, PENDING, RESOLVED = (
     State.self_service,
     State.open,
@@ -986,6 +989,10 @@ class _Decider:
     def event(self, kind: str, activity: Literal["notify", "cc_department_heads"], **fields: Any) -> None:
         s = self.s
         s.notice_seq += 1
+        channels = self.ctx.patched(CHANNELS_PATCH)
+        if channels:
+            running = [c.deadline for c in s.clocks.values() if c.deadline and c.stopped_at is None]
+            fields["deadline"] = min(running, default=None)
         event = notices.build_event(
             event_id=notices.event_id(self.ctx.workflow_id, self.ctx.life, s.notice_seq),
             workflow_id=self.ctx.workflow_id,
@@ -993,8 +1000,28 @@ class _Decider:
             snap=s,
             type=kind,
             now=self.now,
+            channels=channels,
             **fields,
         )
+        if channels:
+            # Endpoints by name only (resolved from settings by the activity), and people's channels.
+            planned, skipped = notices.plan(self.policy, event, activity)
+            for item in planned:
+                self.enqueue(
+                    Notice(
+                        key=item.key,
+                        activity=cast(Literal["notify", "cc_department_heads"], item.activity),
+                        type=kind,
+                        endpoint=item.endpoint,
+                        deliver=item.deliver,
+                        created_at=self.now,
+                        next_attempt_at=self.now,
+                        give_up_at=self.now + self.policy.notifications.retry_for,
+                    )
+                )
+            for left_out in skipped:
+                self.record("notification_skipped", type=kind, event_id=event.id, **left_out)
+            return
         for endpoint in notices.endpoints_for(self.policy, kind):
             self.enqueue(
                 Notice(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from activities.models import OutboundEvent, Person
-from config.policy import Endpoint, Policy, Recipient
+from activities.models import Channel, DeliverInput, EndpointRef, FloodRef, OutboundEvent, Person
+from config.policy import ChannelKind, Endpoint, FloodLimit, Policy, Recipient, RecipientChannels
 from workflows.models import Ticket
 from workflows.state import TicketState
 
@@ -60,6 +61,8 @@ def build_event(
     cc: list[Person] | None = None,
     rule: str | None = None,
     data: dict[str, Any] | None = None,
+    deadline: Any = None,
+    channels: bool = False,
 ) -> OutboundEvent:
     return OutboundEvent(
         id=event_id,
@@ -75,8 +78,101 @@ def build_event(
         rule=rule,
         reason=reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…",
         data=data or {},
+        subject=ticket.subject if channels else None,
+        deadline=deadline if channels else None,
     )
 
 
 def endpoints_for(policy: Policy, event_type: str) -> list[Endpoint]:
     return [e for e in policy.notifications.endpoints if not e.event_types or event_type in e.event_types]
+
+
+# ---------------------------------------------------------------------- channels (patch channels-v1)
+@dataclass(frozen=True)
+class Planned:
+    """One outbox entry to create: the endpoint by name only (no URL, no credential)."""
+
+    key: str
+    activity: str
+    endpoint: str
+    deliver: DeliverInput
+
+
+def _rule(policy: Policy, person: Person) -> RecipientChannels | None:
+    n = policy.notifications
+    own = n.people.get(person.id)
+    try:
+        by_role = n.roles.get(Recipient(person.role))
+    except ValueError:  # a role outside the policy's recipients (the customer): no people channels
+        by_role = None
+    if own is None:
+        return by_role
+    if by_role is None or own.endpoints:
+        return own
+    return RecipientChannels(endpoints=by_role.endpoints, email=own.email, flood=own.flood or by_role.flood)
+
+
+def _flood(policy: Policy, rule: RecipientChannels) -> FloodLimit | None:
+    return rule.flood or policy.notifications.flood
+
+
+def never_delayed(event: OutboundEvent, person: Person) -> bool:
+    """A breach notice to the ticket's own assignee bypasses flood control: it is never held."""
+    return event.type == "sla.breached" and person.role == "assignee"
+
+
+def plan(policy: Policy, event: OutboundEvent, activity: str) -> tuple[list[Planned], list[dict[str, Any]]]:
+    """The outbox entries for one event, and the recipients left out (with the reason).
+
+    Webhook endpoints get every event (filtered by their `event_types`), as before. People (the
+    event's recipients and CC) get it on the endpoints their person or role entry names: email one
+    message per person (to the address from the policy), chat one message per endpoint."""
+    out: list[Planned] = []
+    skipped: list[dict[str, Any]] = []
+    endpoints = {e.name: e for e in policy.notifications.endpoints}
+    for endpoint in endpoints_for(policy, event.type):
+        if endpoint.channel == ChannelKind.webhook:
+            request = DeliverInput(event=event, endpoint=EndpointRef(name=endpoint.name), channel="webhook")
+            out.append(Planned(request.key(), activity, endpoint.name, request))
+    chats: dict[str, tuple[Person, FloodLimit | None, bool]] = {}
+    for person in [*event.recipients, *event.cc]:
+        rule = _rule(policy, person)
+        if rule is None:
+            continue
+        for name in rule.endpoints:
+            found = endpoints.get(name)
+            if found is None or (found.event_types and event.type not in found.event_types):
+                continue
+            endpoint = found
+            limit = _flood(policy, rule)
+            urgent = never_delayed(event, person)
+            if endpoint.channel == ChannelKind.email:
+                address = rule.email or person.email
+                if not address:
+                    why = "no email address"
+                    skipped.append({"recipient": person.id, "role": person.role, "endpoint": name, "why": why})
+                    continue
+                flood = None
+                if limit is not None and not urgent:
+                    flood = FloodRef(key=f"{name}:{person.id}", limit=limit.limit, window=limit.window)
+                request = DeliverInput(
+                    event=event,
+                    endpoint=EndpointRef(name=name),
+                    channel="email",
+                    recipient=Person(role=person.role, id=person.id, email=address),
+                    flood=flood,
+                )
+                if all(p.key != request.key() for p in out):
+                    out.append(Planned(request.key(), "notify", name, request))
+            elif endpoint.channel in (ChannelKind.slack, ChannelKind.teams):
+                first = chats.get(name)
+                if first is None:
+                    chats[name] = (person, limit, urgent)
+                elif urgent:
+                    chats[name] = (first[0], first[1], True)
+    for name, (_person, limit, urgent) in chats.items():
+        channel: Channel = "slack" if endpoints[name].channel == ChannelKind.slack else "teams"
+        flood = None if limit is None or urgent else FloodRef(key=name, limit=limit.limit, window=limit.window)
+        request = DeliverInput(event=event, endpoint=EndpointRef(name=name), channel=channel, flood=flood)
+        out.append(Planned(request.key(), "notify", name, request))
+    return out, skipped

@@ -1,0 +1,63 @@
+"""A real SMTP server on 127.0.0.1 for tests (aiosmtpd): records every message it is given, and
+keeps the mailbox a careful receiver keeps, deduplicated on Message-ID."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Mailbox:
+    """`received`: every DATA accepted or not; `messages`: deduplicated on Message-ID.
+    `fail_after_storing`: answer that many deliveries with 451 after storing them (the sender
+    cannot know it arrived, and tries again)."""
+
+    received: list[EmailMessage] = field(default_factory=list)
+    messages: dict[str, EmailMessage] = field(default_factory=dict)
+    fail_after_storing: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        msg = message_from_bytes(envelope.content, policy=policy.default)
+        assert isinstance(msg, EmailMessage)
+        with self.lock:
+            self.received.append(msg)
+            self.messages.setdefault(str(msg["Message-ID"]), msg)
+            if self.fail_after_storing > 0:
+                self.fail_after_storing -= 1
+                return "451 4.3.0 try again later"
+        return "250 OK"
+
+    def for_(self, address: str) -> list[EmailMessage]:
+        with self.lock:
+            return [m for m in self.messages.values() if address in str(m["To"])]
+
+
+class SmtpServer:
+    def __init__(self, port: int | None = None) -> None:
+        self.mailbox = Mailbox()
+        self.port = port or free_port()
+        self.controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
+
+    def start(self) -> SmtpServer:
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def endpoint(self, sender: str = "escalations@example.com") -> dict[str, Any]:
+        return {"host": "127.0.0.1", "port": self.port, "security": "none", "sender": sender}
