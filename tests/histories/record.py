@@ -27,9 +27,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.client import ActionRefused, TicketClient
+from config.settings import EndpointSettings, Settings
 from tests.conftest import make_settings, policy_doc, start_dev_server
 from tests.helpers import AGENT, LEAD, MANAGER, ticket
 from tests.receiver import Receiver, start_receiver
+from tests.smtp import SmtpServer
 from workers.connection import binary, register_search_attributes
 from workers.worker import build_worker
 
@@ -139,6 +141,41 @@ async def undelivered_then_redelivered(env: WorkflowEnvironment, tickets: Ticket
     await env.sleep(timedelta(days=8))
 
 
+async def channels(env: WorkflowEnvironment, tickets: TicketClient, tid: str, rx: Receiver) -> None:
+    """Patch channels-v1: notices by endpoint name, email/Slack/Teams to people, one left out."""
+    await tickets.open(ticket(ticket_id=tid, priority="urgent"))
+    await env.sleep(timedelta(minutes=40))
+    await tickets.act(tid, "resolve", {"actor": AGENT, "resolution": "done"})
+    await env.sleep(timedelta(days=8))
+
+
+def channels_policy() -> dict[str, Any]:
+    doc = policy_doc()
+    doc["notifications"] = {
+        "endpoints": [
+            {"name": "local-receiver", "url": "http://127.0.0.1:8099/events"},
+            {"name": "mail", "channel": "email"},
+            {"name": "ops-slack", "channel": "slack"},
+            {"name": "ops-teams", "channel": "teams"},
+        ],
+        "roles": {"team_lead": {"endpoints": ["mail", "ops-slack", "ops-teams"]}},
+        "people": {"support-t1": {"email": "t1@example.com", "endpoints": ["mail"]}},
+    }
+    return doc
+
+
+def channels_settings(settings: Settings, rx: Receiver, smtp_port: int) -> Settings:
+    endpoints = {
+        "mail": EndpointSettings(host="127.0.0.1", port=smtp_port, security="none", sender="esc@example.com"),
+        "ops-slack": EndpointSettings.model_validate({"url": f"{rx.url}/slack"}),
+        "ops-teams": EndpointSettings.model_validate({"url": f"{rx.url}/teams"}),
+    }
+    return settings.model_copy(update={"endpoints": endpoints})
+
+
+# Scenarios that run under their own policy (and settings) instead of the default one.
+OWN_POLICY: dict[str, Callable[[], dict[str, Any]]] = {"channels": channels_policy}
+
 SCENARIOS: dict[str, Scenario] = {
     "untouched_ladder": untouched_ladder,
     "acknowledged_paused_resolved": acknowledged_paused_resolved,
@@ -148,6 +185,7 @@ SCENARIOS: dict[str, Scenario] = {
     "approvals": approvals,
     "refusals_and_garbage": refusals_and_garbage,
     "undelivered_then_redelivered": undelivered_then_redelivered,
+    "channels": channels,
 }
 
 
@@ -201,11 +239,17 @@ async def record(only: set[str] | None = None) -> None:
         env = await WorkflowEnvironment.start_time_skipping(
             data_converter=pydantic_data_converter, test_server_existing_path=str(binary("temporal-test-server"))
         )
+        settings = make_settings(policy, receiver)
+        smtp = SmtpServer().start() if name in OWN_POLICY else None
+        if name in OWN_POLICY and smtp is not None:
+            own = Path(tempfile.mkdtemp()) / "policy.yaml"
+            own.write_text(yaml.safe_dump(OWN_POLICY[name]()))
+            settings = channels_settings(make_settings(own, receiver), receiver, smtp.port)
         try:
             await register_search_attributes(env.client, "default")
             async with (
                 httpx.AsyncClient() as http,
-                build_worker(env.client, make_settings(policy, receiver), http, task_queue="record"),
+                build_worker(env.client, settings, http, task_queue="record"),
             ):
                 tickets = TicketClient(env.client, "record")
                 await scenario(env, tickets, f"REC-{name}", receiver)
@@ -213,6 +257,8 @@ async def record(only: set[str] | None = None) -> None:
                 await save_all_runs(tickets, f"REC-{name}")
         finally:
             await env.shutdown()
+            if smtp is not None:
+                smtp.stop()
     if not only or "continued_as_new" in only:
         env = await start_dev_server(20)
         try:
