@@ -18,7 +18,7 @@ import typer
 from cli.app import CliError, ExitCode, app
 
 # Each module registers its commands on import; `--help` lists them in this order.
-COMMAND_MODULES = ["cli.service", "cli.tickets", "cli.policy", "cli.ops"]
+COMMAND_MODULES = ["cli.service", "cli.tickets", "cli.policy", "cli.ops", "cli.notify"]
 for _module in COMMAND_MODULES:
     importlib.import_module(_module)
 

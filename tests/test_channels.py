@@ -296,3 +296,18 @@ def test_channel_policy_is_validated_at_load() -> None:
     assert "'local-receiver' is a webhook endpoint" in text
     assert "notifications.templates.email.sla.exploded: unknown event type" in text
     assert "notifications.templates.email.default.body: unknown part" in text
+
+
+def test_notify_preview_prints_each_channel_for_a_sample_ticket(capsys: pytest.CaptureFixture[str]) -> None:
+    from cli.main import main
+
+    assert main(["notify", "preview", "sla.breached", "--channel", "email", "--json"]) == 0
+    email = json.loads(capsys.readouterr().out)
+    assert email["subject"] == "[T-1001] Charged twice" and "SLA breached" in email["text"]
+    assert email["headers"]["References"] == email["headers"]["In-Reply-To"]
+    assert main(["notify", "preview", "ticket.cc", "--channel", "slack"]) == 0
+    check_block_kit(json.loads(capsys.readouterr().out))
+    assert main(["notify", "preview", "digest", "--channel", "teams"]) == 0
+    check_teams_card(json.loads(capsys.readouterr().out))
+    assert main(["notify", "preview", "sla.nope"]) == 2
+    assert "unknown event type 'sla.nope'" in capsys.readouterr().err
