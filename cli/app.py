@@ -193,6 +193,10 @@ def print_json(value: Any) -> None:
     print(json.dumps(to_data(value), indent=2, default=str, ensure_ascii=False))
 
 
+def blank_line() -> None:
+    print()
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"

@@ -7,6 +7,7 @@ commands on import. `main` turns every error into one line and an exit code (REA
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import json
 import os
@@ -50,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"{err.format_message()} (see {where})", ExitCode.BAD_INPUT)
     except (typer.Abort, KeyboardInterrupt):
         return 130
+    except SystemExit as err:  # Typer turns a broken pipe into sys.exit(1); any other exit stands
+        context = err.__context__
+        if isinstance(context, OSError) and context.errno == errno.EPIPE:
+            return _broken_pipe()
+        raise
     except BrokenPipeError:
         return _broken_pipe()
     except json.JSONDecodeError as err:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import CliError, ExitCode, app, bad_input, connect_client, run_async, settings
+from cli.app import CliError, ExitCode, about_ticket, app, bad_input, connect_client, run_async, settings
 
 ROLES = ("agent", "lead", "manager", "system")
 
@@ -37,7 +37,9 @@ def replay(
                 bad_input(f"--history: not a workflow history: {err}")
         else:
             assert ticket_id is not None
-            loaded = await fetch_history(await connect_client(settings()), ticket_id)
+            client = await connect_client(settings())
+            with about_ticket(ticket_id):
+                loaded = await fetch_history(client, ticket_id)
             if save:
                 save.write_text(loaded.to_json())
         result = await replay_history(loaded)

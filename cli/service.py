@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import app, run_async, settings
+from cli.app import app, bad_input, run_async, settings
 
 
 @app.command("run")
@@ -21,11 +21,15 @@ def run(
 
     Example: escalations run --policy config/policies/demo.yaml
     """
+    from cli.instance import single_instance
     from workers.main import serve
 
     config = settings()
     if policy:
+        if not policy.is_file():
+            bad_input(f"--policy: no such file: {policy}")
         config = config.model_copy(update={"policy_path": policy})
-    code = run_async(serve(config, with_api=not no_api))
+    with single_instance(config, with_api=not no_api):
+        code = run_async(serve(config, with_api=not no_api))
     if code:
         raise typer.Exit(code)

@@ -8,10 +8,14 @@ from typing import Annotated, Any, Literal
 import typer
 
 from cli.app import (
+    CliError,
+    ExitCode,
     JsonOption,
+    _cell,
     about_ticket,
     app,
     bad_input,
+    blank_line,
     emit,
     model_from,
     print_json,
@@ -21,8 +25,9 @@ from cli.app import (
     settings,
     table,
     ticket_client,
+    to_data,
 )
-from workflows.models import ACTIONS
+from workflows.models import ACTIONS, workflow_id_for
 
 TicketId = Annotated[str, typer.Argument(help="The ticket's id, e.g. T-1001.", show_default=False)]
 
@@ -111,10 +116,61 @@ def status(ticket_id: TicketId, as_json: JsonOption = False) -> None:
 
     async def go() -> Any:
         tickets = await ticket_client(settings())
-        with about_ticket(ticket_id):
-            return await tickets.status(ticket_id)
+        try:
+            with about_ticket(ticket_id):
+                return await tickets.status(ticket_id)
+        except CliError as err:
+            closed = await _closed_as(tickets, ticket_id) if err.code == ExitCode.REFUSED else None
+            if closed:
+                refused(
+                    f"ticket {ticket_id} cannot answer: its workflow {closed} "
+                    f"(history: escalations timeline {ticket_id})"
+                )
+            raise
 
-    emit(run_async(go()), as_json=as_json, title=f"ticket {ticket_id}")
+    found = run_async(go())
+    if as_json:
+        print_json(found)
+    else:
+        show_status(to_data(found), ticket_id)
+
+
+async def _closed_as(tickets: Any, ticket_id: str) -> str | None:
+    """`is terminated`, `failed`, ... for a closed ticket workflow; None while it runs or if unknown."""
+    from temporalio.api.enums.v1 import WorkflowExecutionStatus
+    from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+
+    try:
+        request = DescribeWorkflowExecutionRequest(namespace=tickets.client.namespace)
+        request.execution.workflow_id = workflow_id_for(ticket_id)
+        answer = await tickets.client.workflow_service.describe_workflow_execution(request)
+        name = WorkflowExecutionStatus.Name(answer.workflow_execution_info.status)
+    except Exception:
+        return None
+    word = name.removeprefix("WORKFLOW_EXECUTION_STATUS_").lower().replace("_", " ")
+    if word == "running":
+        return None
+    return word if word in ("failed", "completed", "timed out", "continued as new") else f"is {word}"
+
+
+def show_status(data: dict[str, Any], ticket_id: str) -> None:
+    """The status as tables: the ticket's fields, its clocks, undelivered notices and pending approvals."""
+    lists = {k: v for k, v in data.items() if isinstance(v, list)}
+    fields = [[k, _cell(v)] for k, v in data.items() if k not in lists]
+    table(["field", "value"], fields, title=f"ticket {ticket_id}", header=False)
+    shown = {
+        "clocks": ["name", "state", "target", "deadline", "breached"],
+        "undelivered": ["type", "endpoint", "status", "attempts", "last_error", "next_attempt_at"],
+    }
+    for name, rows in lists.items():
+        if not rows:
+            continue
+        if not all(isinstance(r, dict) for r in rows):
+            table([name], [[_cell(r)] for r in rows])
+            continue
+        columns = shown.get(name) or list(dict.fromkeys(k for r in rows for k in r))
+        blank_line()
+        table(columns, [[_cell(r.get(c)) for c in columns] for r in rows], title=name)
 
 
 @app.command("timeline")
@@ -135,7 +191,6 @@ def timeline(
     Example: escalations timeline T-1001 --format csv -o T-1001.csv
     """
     from api.export import audit_from_history, render_timeline
-    from workflows.models import workflow_id_for
 
     if as_json:
         fmt = "json"

@@ -91,7 +91,9 @@ class Settings(BaseSettings):
     inbound_webhook_secret: SecretStr | None = None
     inbound_webhook_tolerance_seconds: int = 300
 
-    log_format: Literal["json", "console"] = "json"
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: console on a terminal, JSON lines otherwise"
+    )
     log_level: str = "INFO"
 
     @property

@@ -206,3 +206,20 @@ def test_console_exceptions_are_short(log_stream: io.StringIO) -> None:
     text = log_stream.getvalue()
     assert "console failure" in text and "ValueError: boom 21" in text
     assert "should-not-be-printed" not in text  # no local variables
+
+
+def test_auto_format_is_console_on_a_terminal_and_json_otherwise() -> None:
+    import os
+    import pty
+
+    from workers.logs import resolve_format
+
+    assert resolve_format("auto", io.StringIO()) == "json"
+    leader, follower = pty.openpty()
+    try:
+        with os.fdopen(follower, "w", closefd=False) as terminal:
+            assert resolve_format("auto", terminal) == "console"
+            assert resolve_format("json", terminal) == "json"
+    finally:
+        os.close(leader)
+        os.close(follower)

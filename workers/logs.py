@@ -25,6 +25,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -54,14 +55,30 @@ _DROPPED_EXTRA = ("color_message", "__temporal_error_identifier", "workflow_info
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
 
+def resolve_format(fmt: str, stream: TextIO) -> str:
+    """`auto`: readable console lines on a terminal, JSON lines otherwise (a file, a pipe, a collector)."""
+    if fmt != "auto":
+        return fmt
+    try:
+        return "console" if stream.isatty() else "json"
+    except (AttributeError, ValueError):  # a closed or unusual stream
+        return "json"
+
+
 def configure(fmt: str = "json", level: str = "INFO", stream: TextIO | None = None) -> None:
-    """Route structlog and stdlib logging (Temporal's, uvicorn's) through one renderer on stderr (or `stream`)."""
-    json_lines = fmt == "json"
+    """Route structlog and stdlib logging (Temporal's, uvicorn's) through one renderer on stderr (or `stream`).
+
+    `fmt` is `json`, `console` or `auto` (console on a terminal, JSON otherwise)."""
+    out = stream if stream is not None else sys.stderr
+    fmt = resolve_format(fmt, out)
+    json_lines = fmt != "console"
     renderer: Processor = (
         _render_json
         if json_lines
         # plain_traceback: a short traceback, not rich's frames with every local variable
-        else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
+        else structlog.dev.ConsoleRenderer(
+            colors=_colours(out), exception_formatter=structlog.dev.plain_traceback, sort_keys=False
+        )
     )
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -79,7 +96,7 @@ def configure(fmt: str = "json", level: str = "INFO", stream: TextIO | None = No
     if json_lines:  # the console renderer formats exc_info itself
         processors.append(structlog.processors.format_exc_info)
     processors += [_strip_ansi, renderer]
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(
         _SafeFormatter(
             json_lines=json_lines,
@@ -97,6 +114,14 @@ def configure(fmt: str = "json", level: str = "INFO", stream: TextIO | None = No
     # The ids are top-level keys already; the SDK would also append its whole info dict to each message.
     workflow.logger.workflow_info_on_message = False
     activity.logger.activity_info_on_message = False
+
+
+def _colours(stream: TextIO) -> bool:
+    """Colour on a terminal that wants it (https://no-color.org), never in a file or pipe."""
+    try:
+        return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+    except (AttributeError, ValueError):
+        return False
 
 
 class _SafeFormatter(structlog.stdlib.ProcessorFormatter):

@@ -369,7 +369,8 @@ class TicketRunner:
     async def on_signal(self, name: str, args: Sequence[RawValue]) -> None:
         await workflow.wait_condition(self._opened)
         try:
-            self._decide(Action(name, _decode(args), via="signal"))
+            action = Action(name, _decode(args), via="signal")
+            _log_action(self._ticket.ticket_id, action, self._decide(action))
         except Exception as exc:  # decide never raises; this guards the glue around it
             workflow.logger.error("signal %s not applied: %r", name, exc, extra={"ticket_id": self._ticket.ticket_id})
 
@@ -378,7 +379,9 @@ class TicketRunner:
         await workflow.wait_condition(self._opened)
         try:
             update = workflow.current_update_info()
-            decision = self._decide(Action(name, _decode(args), via="update", key=update.id if update else None))
+            action = Action(name, _decode(args), via="update", key=update.id if update else None)
+            decision = self._decide(action)
+            _log_action(self._ticket.ticket_id, action, decision)
             if decision.refusal is not None:
                 raise _rejected(decision.refusal)
             return self.current_status()
@@ -395,9 +398,13 @@ class TicketRunner:
         the refusal is recorded on the timeline."""
         size = sum(a.payload.ByteSize() for a in args)
         if size > MAX_ACTION_BYTES:
-            raise _rejected(Refusal("payload", f"{size} bytes; an action takes at most {MAX_ACTION_BYTES}"))
-        parsed = machine.parse_action(name, _decode(args))
+            refusal = Refusal("payload", f"{size} bytes; an action takes at most {MAX_ACTION_BYTES}")
+            _log_action(self._ticket.ticket_id, Action(name, None), refusal)
+            raise _rejected(refusal)
+        data = _decode(args)
+        parsed = machine.parse_action(name, data)
         if isinstance(parsed, Refusal):
+            _log_action(self._ticket.ticket_id, Action(name, data), parsed)
             raise _rejected(parsed)
 
     @workflow.query(name="status")
@@ -419,6 +426,40 @@ def _decode(args: Sequence[RawValue]) -> Any:
         return workflow.payload_converter().from_payload(args[0].payload)
     except Exception as exc:
         return Undecodable(f"{type(exc).__name__}: {exc}")
+
+
+def _log_action(ticket_id: str, action: Action, outcome: Decision | Refusal) -> None:
+    """One info line per action, accepted or refused: ticket id, action, actor, via and reason as fields.
+
+    Only plain strings are formatted here (the sandbox thread), each bounded; never raises."""
+    try:
+        refusal = outcome if isinstance(outcome, Refusal) else outcome.refusal
+        data = action.data if isinstance(action.data, dict) else {}
+        actor = data.get("actor")
+        who = None
+        if isinstance(actor, dict):
+            role, ident = actor.get("role"), actor.get("id")
+            who = f"{role}:{ident}" if role else str(ident)
+        elif isinstance(actor, str):
+            who = actor
+        if refusal is not None:
+            reason: Any = f"{refusal.field}: {refusal.reason}"
+        else:
+            reason = data.get("reason") if isinstance(data.get("reason"), str) else None
+        duplicate = isinstance(outcome, Decision) and outcome.duplicate
+        workflow.logger.info(
+            "action.refused" if refusal is not None else "action.accepted",
+            extra={
+                "ticket_id": ticket_id,
+                "action": str(action.name)[:100],
+                "actor": who[:200] if who else None,
+                "via": action.via,
+                "reason": reason[:500] if reason else None,
+                **({"duplicate": True} if duplicate else {}),
+            },
+        )
+    except Exception:  # a log line must never fail a handler
+        pass
 
 
 def _rejected(refusal: Refusal) -> ApplicationError:
