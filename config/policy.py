@@ -17,7 +17,7 @@ import json
 from datetime import date, time, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -92,17 +92,39 @@ class Person(Strict):
     email: str | None = None
 
 
+MIDNIGHT_END = "24:00"
+
+
 class Period(Strict):
-    """One working period of a day in the calendar's local time, `start` < `end`."""
+    """One working period of a day in the calendar's local time, `start` < `end`.
+
+    `end` may be `24:00`: the period runs to the end of the day (midnight of the next day), so a
+    calendar open until midnight keeps its last minute. The period holds its start instant out
+    and its end instant in (see `workflows/clock.py`)."""
 
     start: time
-    end: time
+    end: time | Literal["24:00"]
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _wall_time(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and not is_frozen(info):
+            # YAML 1.1 reads an unquoted 17:00 as the number 1020 (base 60); as seconds it would be 00:17.
+            raise ValueError(f'write times in quotes, e.g. "17:00" (YAML read an unquoted time as the number {value})')
+        if info.field_name == "end" and isinstance(value, str) and value.strip() in ("24:00", "24:00:00"):
+            return MIDNIGHT_END
+        return value
+
+    @property
+    def end_key(self) -> tuple[int, time]:
+        """Orders ends: any time of the day, then `24:00`."""
+        return (1, time(0)) if self.end == MIDNIGHT_END else (0, cast(time, self.end))
 
     @model_validator(mode="after")
     def _ordered(self, info: ValidationInfo) -> Period:
         if is_frozen(info):
             return self
-        if self.end <= self.start:
+        if self.end_key <= (0, self.start):
             raise ValueError(f"period ends ({self.end}) at or before it starts ({self.start})")
         return self
 
@@ -141,7 +163,7 @@ class Calendar(Strict):
         for day, periods in self.hours.items():
             ordered = sorted(periods, key=lambda p: p.start)
             for before, after in itertools.pairwise(ordered):
-                if after.start < before.end:
+                if (0, after.start) < before.end_key:
                     raise ValueError(f"hours.{day}: periods overlap")
         return self
 

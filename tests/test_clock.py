@@ -100,3 +100,51 @@ def test_composition_through_a_closing_time() -> None:
     assert add_business_time(OFFICE, to_close, timedelta(0)) == to_close
     assert add_business_time(OFFICE, to_close, timedelta(minutes=1)) == at(2026, 12, 1, 9, 1)
     assert add_business_time(OFFICE, start, timedelta(hours=1, minutes=1)) == at(2026, 12, 1, 9, 1)
+
+
+# ---------------------------------------------------------------------- 24:00: open until midnight
+LATE = Calendar.model_validate(
+    {
+        "timezone": "Europe/Berlin",
+        "hours": {d: [{"start": "18:00", "end": "24:00"}] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
+    }
+)
+SANTIAGO = Calendar.model_validate(  # Chile moves its clocks at local midnight
+    {"timezone": "America/Santiago", "hours": {d: [{"start": "20:00", "end": "24:00"}] for d in ("sat", "sun")}}
+)
+
+
+def test_a_period_can_end_at_midnight_and_keeps_its_last_minute() -> None:
+    start = datetime(2026, 11, 24, 18, 0, tzinfo=BERLIN)
+    assert add_business_time(LATE, start, timedelta(hours=6)) == datetime(2026, 11, 25, 0, 0, tzinfo=BERLIN)
+    assert add_business_time(LATE, start, timedelta(hours=6, seconds=1)) == datetime(
+        2026, 11, 25, 18, 0, 1, tzinfo=BERLIN
+    )
+    assert is_working_time(LATE, datetime(2026, 11, 25, 0, 0, tzinfo=BERLIN))  # closing instant: working time
+    assert not is_working_time(LATE, datetime(2026, 11, 25, 18, 0, tzinfo=BERLIN))  # opening instant: not yet
+    assert business_time_between(LATE, start, start + timedelta(days=1)) == timedelta(hours=6)
+
+
+def test_midnight_ends_on_dst_days() -> None:
+    # Berlin, 2026-10-25: 25 hours long; the evening period is still six hours of wall time.
+    autumn = datetime(2026, 10, 24, 18, 0, tzinfo=BERLIN)
+    assert business_time_between(LATE, autumn, autumn + timedelta(days=2)) == timedelta(hours=12)
+    # Santiago, 2026-09-06 00:00 does not exist (clocks jump to 01:00): Saturday's period ends at the jump.
+    saturday = datetime(2026, 9, 5, 20, 0, tzinfo=ZoneInfo("America/Santiago"))
+    end = add_business_time(SANTIAGO, saturday, timedelta(hours=4))
+    assert end.astimezone(UTC) == datetime(2026, 9, 6, 4, 0, tzinfo=UTC)
+    assert add_business_time(SANTIAGO, saturday, timedelta(hours=5)) > end + timedelta(hours=12)
+
+
+def test_policy_times_24_00_and_unquoted_yaml_times() -> None:
+    import yaml
+
+    cal = Calendar.model_validate(yaml.safe_load('hours: {mon: [{start: "18:00", end: "24:00"}]}'))
+    assert cal.model_dump(mode="json")["hours"]["mon"] == [{"start": "18:00:00", "end": "24:00"}]
+    for bad, why in (
+        ('hours: {mon: [{start: "09:00", end: 17:00}]}', 'write times in quotes, e.g. "17:00"'),
+        ('hours: {mon: [{start: "24:00", end: "24:00"}]}', "hour value is outside expected range"),
+        ('hours: {mon: [{start: "18:00", end: "24:00"}, {start: "23:00", end: "23:30"}]}', "periods overlap"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            Calendar.model_validate(yaml.safe_load(bad))

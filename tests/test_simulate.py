@@ -13,13 +13,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from activities.models import LoadPolicyInput
+from activities.ticket_activities import TicketActivities
 from cli.simulate import SimEvent, run_simulation
-from config.settings import DEFAULT_POLICY
-from workflows.models import Ticket
+from config.policy import policy_from_snapshot
+from config.settings import DEFAULT_POLICY, Settings
+from workflows import machine
+from workflows.machine import Ctx
+from workflows.models import ACTIONS, Ticket, TimelineEvent
 
 FRIDAY = "2035-05-11T16:55:00+02:00"  # Whit Monday 2035 is 14 May
 
@@ -52,11 +59,12 @@ async def test_friday_evening_urgent_social_post_over_a_holiday_weekend(tmp_path
     text = "\n".join(lines)
     print(text)
     expected = [
-        "Fri 2035-05-11 16:55:00 CEST | routed: route public-social: routes[0] (public-social) matched on "
+        # The ticket decides once its policy is loaded, a 1 ms timer after it opens; its clocks start at opening.
+        "Fri 2035-05-11 16:55:00.001 CEST | routed: route public-social: routes[0] (public-social) matched on "
         "channel=social_public",
-        "Fri 2035-05-11 16:55:00 CEST | sla_started: first_response clock starts: target 0:15:00, "
+        "Fri 2035-05-11 16:55:00.001 CEST | sla_started: first_response clock starts: target PT15M, "
         "deadline Tue 2035-05-15 09:10:00 CEST",
-        "Fri 2035-05-11 16:55:00 CEST | sla_started: resolution clock starts: target 4:00:00, "
+        "Fri 2035-05-11 16:55:00.001 CEST | sla_started: resolution clock starts: target PT4H, "
         "deadline Tue 2035-05-15 13:55:00 CEST",
         "Tue 2035-05-15 09:06:15 CEST | ladder_step: ladders.first_response[0] (fr-warning) fires: "
         "first_response SLA at 75% of target",
@@ -65,6 +73,9 @@ async def test_friday_evening_urgent_social_post_over_a_holiday_weekend(tmp_path
         "Tue 2035-05-15 09:10:00 CEST | NOTIFY sla.breached to support-t1, lee.lead",
         "Tue 2035-05-15 12:07:00 CEST | ladder_step: ladders.resolution[0] (res-warning) fires",
         "Tue 2035-05-15 13:55:00 CEST | sla_breached: resolution SLA breached",
+        # The next tier's clocks start at the breach instant, to the microsecond.
+        "Tue 2035-05-15 13:55:00 CEST | sla_started: first_response clock starts: target PT15M, "
+        "deadline Tue 2035-05-15 14:10:00 CEST",
         "Tue 2035-05-15 13:55:00 CEST | escalated: escalated tier 1 -> 2: resolution SLA after breach",
         "Tue 2035-05-15 13:55:00 CEST | CC dana.head [ladders.resolution[1] (res-breach)]",
     ]
@@ -138,3 +149,91 @@ def test_cli_policy_check_and_simulate(tmp_path: Path) -> None:
     )
     assert sim.returncode == 0, sim.stderr
     assert "deadline Tue 2035-05-15 09:10:00 CEST" in sim.stdout
+
+
+TUESDAY = "2035-05-15T09:00:00+02:00"
+
+
+def agent_events() -> list[SimEvent]:
+    """Acknowledged at 09:05; waiting on the customer 10:00-14:00. The resolution clock (4 h) has
+    counted 1 h by 10:00; 3 h remain at 14:00, and 14:00 + 3 h of office time is 17:00 sharp."""
+    ann = {"id": "ann", "role": "agent"}
+    return [
+        SimEvent.model_validate({"after": "PT5M", "action": "acknowledge", "payload": {"actor": ann}}),
+        SimEvent.model_validate({"after": "PT1H", "action": "pending_customer", "payload": {"actor": ann}}),
+        SimEvent.model_validate({"after": "PT5H", "action": "customer_replied", "payload": {"note": "here it is"}}),
+    ]
+
+
+async def test_a_deadline_at_closing_time_is_printed_at_closing_time(tmp_path: Path) -> None:
+    t = urgent_social_post().model_copy(update={"opened_at": datetime.fromisoformat(TUESDAY)})
+    lines = await run_simulation(social_policy(tmp_path), t, agent_events(), days=2)
+    text = "\n".join(lines)
+    assert (
+        "Tue 2035-05-15 14:00:00 CEST | sla_resumed: resumed; deadlines now resolution Tue 2035-05-15 17:00:00 CEST"
+        in (text)
+    ), text
+    breach = "sla_breached: resolution SLA breached (deadline was Tue 2035-05-15 17:00:00 CEST)"
+    assert f"Tue 2035-05-15 17:00:00 CEST | {breach}" in text, text
+    assert "Wed 2035-05-16 09:00:00 CEST | sla_breached" not in text
+
+
+async def oracle(policy_file: Path, ticket: Ticket, events: list[SimEvent], days: float) -> list[TimelineEvent]:
+    """What a real ticket decides when every timer and action is on time: the workflow's own decision
+    function (`workflows/machine.py`; the runner decides nothing) driven at exact instants, with the
+    same frozen policy the ticket loads, and every notice delivered at once."""
+    settings = Settings(policy_path=policy_file, _env_file=None)
+    opened = ticket.opened_at
+    assert opened is not None
+    loader = TicketActivities(settings, None)  # type: ignore[arg-type]
+    snapshot = await loader.load_policy(LoadPolicyInput(opened_at=opened))
+    policy = policy_from_snapshot(snapshot.fingerprint, snapshot.document)
+
+    def ctx(now: datetime) -> Ctx:
+        return Ctx(now=now, workflow_id="ticket-oracle", life="oracle")
+
+    decision = machine.open_ticket(policy, snapshot.version, ticket, ctx(opened + timedelta(milliseconds=1)))
+    state, out = decision.state, list(decision.events)
+    todo = sorted(enumerate(events), key=lambda item: (item[1].after, item[0]))
+    end = opened + timedelta(days=days)
+
+    def apply(event: machine.Input, now: datetime) -> None:
+        nonlocal state
+        d = machine.decide(state, policy, ticket, event, ctx(now))
+        state = d.state
+        out.extend(d.events)
+        for notice in d.effects:  # delivered at once, as the simulation's recorders do
+            d2 = machine.decide(state, policy, ticket, machine.Delivery(notice.key, ok=True), ctx(now))
+            state = d2.state
+            out.extend(d2.events)
+
+    while True:
+        due = machine.next_due(state, policy)
+        action_at = opened + todo[0][1].after if todo else None
+        if due is not None and machine.tick_due(state, policy, due[0]) and (action_at is None or due[0] <= action_at):
+            if due[0] > end:
+                break
+            apply(machine.Tick(), due[0])
+        elif action_at is not None and action_at <= end:
+            index, event = todo.pop(0)
+            data = ACTIONS[event.action].model_validate(event.payload).model_dump(mode="json")
+            apply(machine.Action(event.action, data, via="update", key=f"simulated-{index}"), action_at)
+        else:
+            break
+    return out
+
+
+async def test_the_simulated_schedule_is_the_real_tickets_to_the_microsecond(tmp_path: Path) -> None:
+    policy = social_policy(tmp_path)
+    t = urgent_social_post().model_copy(update={"opened_at": datetime.fromisoformat(TUESDAY)})
+    timeline: list[TimelineEvent] = []
+    await run_simulation(policy, t, agent_events(), days=2, timeline_out=timeline)
+    expected = await oracle(policy, t, agent_events(), days=2)
+
+    def rows(events: list[TimelineEvent]) -> list[tuple[datetime, str, str | None, dict[str, Any]]]:
+        return [
+            (e.at, e.kind, e.actor, e.detail) for e in events if not e.kind.startswith(("notification", "helpdesk"))
+        ]
+
+    assert len(rows(timeline)) > 20
+    assert rows(timeline) == rows(expected)

@@ -10,10 +10,10 @@ at closing time, never before opening.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from config.policy import WEEKDAYS, Calendar
+from config.policy import MIDNIGHT_END, WEEKDAYS, Calendar
 
 # A calendar with no working time in this many days is treated as broken rather than looped on.
 _MAX_DAYS = 3 * 366
@@ -46,7 +46,11 @@ def working_periods(cal: Calendar, start: datetime) -> Iterator[tuple[datetime, 
     for _ in range(_MAX_DAYS):
         if day not in holidays:
             for period in sorted(cal.hours.get(WEEKDAYS[day.weekday()], []), key=lambda p: p.start):  # type: ignore[call-overload]
-                begin, end = _local_wall(day, period.start, zone), _local_wall(day, period.end, zone)
+                begin = _local_wall(day, period.start, zone)
+                if period.end == MIDNIGHT_END:  # the end of the day: midnight of the next one
+                    end = _local_wall(day + timedelta(days=1), time(0), zone)
+                else:
+                    end = _local_wall(day, period.end, zone)
                 if end > start:
                     yield begin, end
         day += timedelta(days=1)
