@@ -18,8 +18,9 @@ from typing import Annotated, Any, Literal
 
 import structlog
 import uvicorn
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response, Security
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ValidationError
 from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -27,6 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.webhooks import WebhookVerificationError, verify
 from api.auth import Caller, KeyRing
 from api.client import ActionRefused, TicketClient
+from api.docs import API_KEY_SCHEME, BEARER_SCHEME, mount_docs
 from api.export import render_timeline
 from config.policy import Channel, Priority
 from config.settings import Settings
@@ -101,12 +103,18 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
         title="Ticket escalations",
         version="0.1.0",
         description="Open support tickets as durable Temporal workflows, act on them, audit them.",
+        docs_url=None,  # served from local assets by api/docs.py: the CDN pages are blank offline
+        redoc_url=None,
     )
+    mount_docs(app, app.title)
 
     def authenticate(
-        authorization: Annotated[str | None, Header()] = None,
-        x_api_key: Annotated[str | None, Header()] = None,
+        request: Request,
+        x_api_key: Annotated[str | None, Security(API_KEY_SCHEME)] = None,
+        _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER_SCHEME)] = None,
     ) -> Caller:
+        """The key from `X-API-Key` or `Authorization: Bearer` (both declared as OpenAPI security schemes)."""
+        authorization = request.headers.get("authorization")
         presented = x_api_key or (authorization or "").removeprefix("Bearer ").strip() or None
         caller = keys.authenticate(presented)
         if caller is None:
