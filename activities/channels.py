@@ -21,6 +21,7 @@ from typing import Any
 
 from config.policy import Policy
 from config.settings import EndpointSettings, Settings
+from config.urls import EndpointUrlError, check_endpoint_url
 
 SLACK_HEADER_MAX = 150
 SLACK_TEXT_MAX = 3000
@@ -42,6 +43,20 @@ class Resolved:
 def resolve_endpoint(
     name: str, channel: str, settings: Settings, policy: Policy | None, legacy_url: str | None
 ) -> Resolved:
+    """`_where`, checked against `ESCALATIONS_ALLOWED_ENDPOINT_HOSTS` (config/urls.py): a URL
+    from anywhere (an old notice's carried URL included) is used only if it is http(s) to an
+    allowed host; otherwise the notice waits like one whose endpoint is missing."""
+    resolved = _where(name, channel, settings, policy, legacy_url)
+    target = resolved.url or (f"http://{resolved.config.host}/" if resolved.config and resolved.config.host else None)
+    if target is not None:
+        try:
+            check_endpoint_url(target, settings.endpoint_hosts)
+        except EndpointUrlError as err:
+            raise EndpointMissing(f"endpoint {name!r} refused: {err}") from None
+    return resolved
+
+
+def _where(name: str, channel: str, settings: Settings, policy: Policy | None, legacy_url: str | None) -> Resolved:
     """Where endpoint `name` is: settings first (`ESCALATIONS_ENDPOINTS`), then for webhooks the
     `WEBHOOK_URL` override (endpoint `settings`), a URL carried by a notice written before the
     channels change, or the plain URL in the worker's policy file."""

@@ -39,6 +39,7 @@ from activities.models import (
 from activities.webhooks import sign_headers
 from config.policy import ChannelKind, Endpoint, Policy, PolicyError, load_policy_file, resolve_holidays
 from config.settings import Settings
+from config.urls import endpoint_problems
 
 log = structlog.get_logger("activities")
 # Expected failures (a receiver down, a 4xx): the workflow retries and shows them on the ticket;
@@ -103,6 +104,12 @@ class TicketActivities:
             self._file_key = key
             try:
                 policy = load_policy_file(path)
+                problems = endpoint_problems(
+                    [(f"notifications.endpoints.{e.name}.url", e.url) for e in policy.notifications.endpoints if e.url],
+                    self._settings.endpoint_hosts,
+                )
+                if problems:
+                    raise PolicyError(str(path), problems)
                 if self._good is None or policy.fingerprint() != self._good.fingerprint():
                     log.info("policy.loaded", path=str(path), version=policy.version_label(path))
                 self._good = policy

@@ -80,16 +80,22 @@ class TicketClient:
             return Opened(workflow_id, exc.run_id, created=False)
 
     async def act(
-        self, ticket_id: str, action: str, payload: Message | dict[str, Any], key: str | None = None
+        self,
+        ticket_id: str,
+        action: str,
+        payload: Message | dict[str, Any],
+        key: str | None = None,
+        update_id: str | None = None,
     ) -> TicketStatus:
         """Send an action as an update; the answer is the ticket's status, or `ActionRefused`.
 
         `key` is the update id: the same key again (a client's retry) applies the action once and
-        answers with the status, also after the ticket continued as new."""
+        answers with the status, also after the ticket continued as new. `update_id` replaces the
+        id made from the key (inbound webhooks use their `webhook-id`)."""
         model = ACTIONS[action]
         body = payload if isinstance(payload, model) else model.model_validate(payload)
         # One update id for every try below, so a retry never applies the action twice.
-        update_id = f"{action}:{key}" if key else f"{action}:{uuid.uuid4()}"
+        update_id = update_id or (f"{action}:{key}" if key else f"{action}:{uuid.uuid4()}")
         try:
             for attempt in range(4):
                 try:

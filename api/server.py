@@ -1,9 +1,11 @@
 """The HTTP API: how platform teams and agents reach tickets without a Temporal SDK.
 
-Every route needs an API key (`Authorization: Bearer <key>` or `X-API-Key`). Each agent action is
-its own route with its own body schema, so the OpenAPI document describes exactly what the
-workflow accepts. A refused action answers 409 (the ticket's state forbids it) or 422 (a field is
-wrong), with the workflow's reason; the ticket is unchanged.
+Every route needs an API key (`Authorization: Bearer <key>` or `X-API-Key`) and declares the
+caller roles it serves (`api/auth.py`; OpenAPI shows them as `x-roles`); the webhook route is
+verified by its signature instead. Each agent action is its own route with its own body schema,
+so the OpenAPI document describes exactly what the workflow accepts. A refused action answers 409
+(the ticket's state forbids it) or 422 (a field is wrong), with the workflow's reason; the ticket
+is unchanged. No input gets a 500 (`api/guard.py`).
 """
 
 import base64
@@ -12,24 +14,36 @@ import contextlib
 import hashlib
 import hmac
 import json
+import secrets
 from collections.abc import Generator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import structlog
 import uvicorn
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response, Security
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
-from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ValidationError
 from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.webhooks import WebhookVerificationError, verify
-from api.auth import Caller, KeyRing
+from api.auth import (
+    ACTORS,
+    OPERATORS,
+    PUBLIC,
+    READERS,
+    SYSTEM,
+    Caller,
+    CallerRole,
+    KeyRing,
+    declared,
+    requires,
+)
 from api.client import ActionRefused, TicketClient
-from api.docs import API_KEY_SCHEME, BEARER_SCHEME, mount_docs
+from api.docs import mount_docs
 from api.export import render_timeline
+from api.guard import BodyGuard, install_error_handlers, safe_json
+from api.inbound import InboundRefused, SeenIds, verify_inbound
 from config.policy import Channel, Priority
 from config.settings import Settings
 from workflows.models import ACTIONS, State, TicketRequest, TicketStatus, Timeline, workflow_id_for
@@ -77,11 +91,31 @@ def _rows_value(attrs: Any, name: str) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
-class PageTokens:
-    """Visibility page tokens, sealed with an HMAC so a forged token never reaches Temporal."""
+# The ticket id in a path: the same bounds as `Ticket.ticket_id`, so a path never names what
+# could not be a ticket (and never reaches Temporal as an oversized workflow id).
+TicketId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")]
 
-    def __init__(self, secret: str) -> None:
-        self._key = hashlib.sha256(b"page-token:" + secret.encode()).digest()
+# Roles of the customer-side actions (no actor: the platform speaks for the customer).
+CUSTOMER_SIDE = {"customer_replied", "confirm_solved"}
+OPERATOR_ACTIONS = {"redeliver", "discard_notices"}
+
+
+def roles_of_action(name: str) -> frozenset[CallerRole]:
+    if name in CUSTOMER_SIDE:
+        return SYSTEM
+    if name in OPERATOR_ACTIONS:
+        return OPERATORS
+    return ACTORS
+
+
+class PageTokens:
+    """Visibility page tokens, sealed with an HMAC of their own key so a forged token never
+    reaches Temporal. The key is `ESCALATIONS_PAGE_TOKEN_KEY`; unset, a random one per process
+    (tokens then end with it)."""
+
+    def __init__(self, secret: str | None) -> None:
+        material = secret.encode() if secret else secrets.token_bytes(32)
+        self._key = hashlib.sha256(b"page-token:" + material).digest()
 
     def seal(self, raw: bytes) -> str:
         return base64.urlsafe_b64encode(hmac.digest(self._key, raw, "sha256")[:16] + raw).decode()
@@ -92,39 +126,35 @@ class PageTokens:
         except (binascii.Error, ValueError):
             return None
         mac, raw = data[:16], data[16:]
+        if len(mac) < 16 or not raw:
+            return None
         return raw if hmac.compare_digest(mac, hmac.digest(self._key, raw, "sha256")[:16]) else None
 
 
 def create_app(settings: Settings, client: Client) -> FastAPI:
     tickets = TicketClient(client, settings.task_queue)
     keys = KeyRing.from_settings(settings)
-    pages = PageTokens(settings.webhook_secret.get_secret_value())
+    page_key = settings.page_token_key
+    pages = PageTokens(page_key.get_secret_value() if page_key else None)
+    seen = SeenIds(settings.inbound_webhook_tolerance_seconds)
     app = FastAPI(
         title="Ticket escalations",
         version="0.1.0",
-        description="Open support tickets as durable Temporal workflows, act on them, audit them.",
+        description="Open support tickets as durable Temporal workflows, act on them, audit them. "
+        "Each route serves the caller roles listed in its `x-roles`.",
         docs_url=None,  # served from local assets by api/docs.py: the CDN pages are blank offline
         redoc_url=None,
     )
     mount_docs(app, app.title)
+    app.add_middleware(BodyGuard, max_body_bytes=settings.api_max_body_bytes)
+    install_error_handlers(app)
+    app.state.keys = keys
 
-    def authenticate(
-        request: Request,
-        x_api_key: Annotated[str | None, Security(API_KEY_SCHEME)] = None,
-        _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER_SCHEME)] = None,
-    ) -> Caller:
-        """The key from `X-API-Key` or `Authorization: Bearer` (both declared as OpenAPI security schemes)."""
-        authorization = request.headers.get("authorization")
-        presented = x_api_key or (authorization or "").removeprefix("Bearer ").strip() or None
-        caller = keys.authenticate(presented)
-        if caller is None:
-            raise HTTPException(401, "missing or unknown API key", headers={"WWW-Authenticate": "Bearer"})
-        return caller
-
-    CallerDep = Annotated[Caller, Depends(authenticate)]
+    SystemCaller = Annotated[Caller, Depends(requires(SYSTEM))]
+    Reader = Annotated[Caller, Depends(requires(READERS))]
 
     async def guard_missing(coro: Any) -> Any:
-        """Map Temporal's answers about the ticket itself to 404/409; anything else is a real 5xx."""
+        """Map Temporal's answers about the ticket itself to 404/409 (the rest: `api/guard.py`)."""
         try:
             return await coro
         except RPCError as err:
@@ -137,7 +167,7 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
         except WorkflowQueryFailedError as err:
             raise HTTPException(409, f"the ticket cannot answer: {err.message}") from None
 
-    @app.get("/healthz", tags=["ops"])
+    @app.get("/healthz", tags=["ops"], openapi_extra=PUBLIC)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
@@ -147,8 +177,9 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
         status_code=201,
         response_model=Opened,
         responses={200: {"model": Opened, "description": "the ticket already runs; attached"}},
+        openapi_extra=declared(SYSTEM),
     )
-    async def open_ticket(ticket: TicketRequest, caller: CallerDep, response: Response) -> Opened:
+    async def open_ticket(ticket: TicketRequest, caller: SystemCaller, response: Response) -> Opened:
         """Open a ticket; idempotent on `ticket_id` (a second call attaches to the running workflow)."""
         opened = await tickets.open(ticket)
         if not opened.created:
@@ -156,9 +187,9 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
         log.info("ticket.opened", ticket_id=ticket.ticket_id, created=opened.created, caller=caller.name)
         return Opened(ticket_id=ticket.ticket_id, workflow_id=opened.workflow_id, created=opened.created)
 
-    @app.get("/tickets", tags=["tickets"], response_model=TicketPage)
+    @app.get("/tickets", tags=["tickets"], response_model=TicketPage, openapi_extra=declared(READERS))
     async def list_tickets(
-        caller: CallerDep,
+        caller: Reader,
         tier: Annotated[int | None, Query(ge=0, le=9)] = None,
         state: State | None = None,
         priority: Priority | None = None,
@@ -194,7 +225,7 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
         token = pages.open(page_token) if page_token else None
         if page_token and token is None:
             raise HTTPException(
-                422, [{"loc": ["query", "page_token"], "msg": "not a page token of this API", "type": "value_error"}]
+                400, [{"loc": ["query", "page_token"], "msg": "not a page token of this API", "type": "value_error"}]
             )
         try:
             found, next_token = await tickets.search(" AND ".join(clauses), page_size, token)
@@ -224,8 +255,8 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
             )
         return TicketPage(tickets=rows, next_page_token=pages.seal(next_token) if next_token else None)
 
-    @app.get("/tickets/{ticket_id}", tags=["tickets"], response_model=TicketStatus)
-    async def ticket_status(ticket_id: str, caller: CallerDep) -> TicketStatus:
+    @app.get("/tickets/{ticket_id}", tags=["tickets"], response_model=TicketStatus, openapi_extra=declared(READERS))
+    async def ticket_status(ticket_id: TicketId, caller: Reader) -> TicketStatus:
         result: TicketStatus = await guard_missing(tickets.status(ticket_id))
         return result
 
@@ -234,10 +265,11 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
         tags=["audit"],
         response_model=Timeline,
         responses={200: {"content": {"text/csv": {}, "text/markdown": {}}}},
+        openapi_extra=declared(READERS),
     )
     async def ticket_timeline(
-        ticket_id: str,
-        caller: CallerDep,
+        ticket_id: TicketId,
+        caller: Reader,
         format: Literal["json", "csv", "md"] = "json",
         source: Literal["history", "state"] = "history",
     ) -> Any:
@@ -245,22 +277,26 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
         if source == "state":
             timeline: Timeline = await guard_missing(tickets.timeline(ticket_id))
             if format == "json":
-                return timeline
+                return JSONResponse(safe_json(timeline.model_dump(mode="json")))
             entries = [e.model_dump(mode="json") for e in timeline.events]
         else:
             from api.export import audit_from_history
 
             entries = await guard_missing(audit_from_history(client, workflow_id_for(ticket_id)))
+            # A history may hold anything a caller once sent (a binary signal payload, ...).
+            entries = safe_json(entries)
             if format == "json":
                 return JSONResponse({"ticket_id": ticket_id, "events": entries})
         media = "text/csv" if format == "csv" else "text/markdown"
         return PlainTextResponse(render_timeline(ticket_id, entries, format), media_type=media)
 
     def action_route(name: str, model: type[BaseModel]) -> None:
+        roles = roles_of_action(name)
+
         async def act(
-            ticket_id: str,
+            ticket_id: TicketId,
             body: model,  # type: ignore[valid-type]
-            caller: CallerDep,
+            caller: Annotated[Caller, Depends(requires(roles))],
             idempotency_key: Annotated[
                 str | None,
                 Header(
@@ -271,7 +307,8 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
         ) -> TicketStatus:
             actor = getattr(body, "actor", None)
             if actor is not None:
-                if actor.role not in caller.roles:
+                role = CallerRole(actor.role.value)
+                if role not in caller.roles or role not in roles:
                     raise HTTPException(403, f"key {caller.name!r} may not act as role {actor.role.value!r}")
                 if not caller.is_system and actor.id != caller.name:
                     raise HTTPException(403, f"key {caller.name!r} may act only as itself, not {actor.id!r}")
@@ -302,39 +339,121 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
                 409: {"description": "refused: the ticket's state forbids it"},
                 422: {"description": "refused: a field is wrong (the reason names it)"},
             },
+            openapi_extra=declared(roles),
         )(act)
 
     for action_name, action_model in ACTIONS.items():
         action_route(action_name, action_model)
 
-    @app.post("/webhooks/helpdesk", tags=["webhooks"], status_code=202)
+    @app.post(
+        "/webhooks/helpdesk",
+        tags=["webhooks"],
+        status_code=202,
+        openapi_extra=PUBLIC | {"x-auth": "Standard Webhooks signature"},
+        responses={
+            401: {
+                "description": "not verified: missing or wrong signature, stale timestamp, non-UTF-8 "
+                "body, or a webhook-id already received"
+            }
+        },
+    )
     async def helpdesk_webhook(request: Request) -> dict[str, Any]:
         """Inbound events from a helpdesk, signed per Standard Webhooks; forgeries and replays get 401."""
         secret = settings.inbound_webhook_secret
         if secret is None:
             raise HTTPException(401, "inbound webhooks are not configured (ESCALATIONS_INBOUND_WEBHOOK_SECRET)")
         body = await request.body()
+        headers = {k.lower(): v for k, v in request.headers.items()}
         try:
-            verify(secret.get_secret_value(), body, dict(request.headers), settings.inbound_webhook_tolerance_seconds)
-        except WebhookVerificationError as err:
-            raise HTTPException(401, f"webhook signature refused: {err}") from None
+            webhook_id = verify_inbound(
+                secret.get_secret_value(), body, headers, settings.inbound_webhook_tolerance_seconds
+            )
+        except InboundRefused as refused:
+            raise HTTPException(401, f"webhook refused: {refused}") from None
+        if not seen.claim(webhook_id):
+            raise HTTPException(401, f"webhook refused: webhook-id {webhook_id!r} was already received")
         try:
-            event = InboundWebhook.model_validate(json.loads(body))
+            answer = await _inbound(webhook_id, body)
+        except HTTPException as err:
+            (seen.done if err.status_code < 500 else seen.release)(webhook_id)
+            raise
+        except BaseException:
+            seen.release(webhook_id)
+            raise
+        seen.done(webhook_id)
+        return answer
+
+    async def _already_applied(ticket_id: str, update_id: str) -> bool:
+        """Durable replay check: did any API process (before a restart, or a replica) send it?"""
+        try:
+            await tickets.handle(ticket_id).get_update_handle(update_id).result(rpc_timeout=timedelta(seconds=5))
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            if "update" not in err.message.lower():  # the ticket itself does not exist
+                raise HTTPException(404, "no such ticket") from None
+            return False
+        except Exception:  # it exists and was refused: received all the same
+            return True
+        return True
+
+    async def _inbound(webhook_id: str, body: bytes) -> dict[str, Any]:
+        try:
+            event = InboundWebhook.model_validate(json.loads(body, parse_constant=_no_constant))
             if event.type == "ticket.created":
                 ticket = TicketRequest.model_validate(event.data)
                 opened = await tickets.open(ticket)
                 return {"workflow_id": opened.workflow_id, "created": opened.created}
             action = str(event.data.get("action", ""))
             if action not in ACTIONS:
-                raise HTTPException(422, f"data.action: unknown action {action!r}")
-            await guard_missing(
-                tickets.signal(str(event.data.get("ticket_id", "")), action, event.data.get("payload", {}))
-            )
-            return {"accepted": True}
-        except (ValidationError, json.JSONDecodeError) as err:
-            raise HTTPException(422, str(err)) from None
+                raise HTTPException(
+                    422, [{"loc": ["body", "data", "action"], "msg": "unknown action", "type": "value_error"}]
+                )
+            ticket_id = event.data.get("ticket_id")
+            if not isinstance(ticket_id, str) or not ticket_id or len(ticket_id) > 200:
+                raise HTTPException(
+                    422, [{"loc": ["body", "data", "ticket_id"], "msg": "a ticket id is needed", "type": "value_error"}]
+                )
+            try:
+                payload = ACTIONS[action].model_validate(event.data.get("payload", {}))
+            except ValidationError as err:
+                raise HTTPException(422, _errors(err, "payload")) from None
+        except ValidationError as err:
+            raise HTTPException(422, _errors(err)) from None
+        except (ValueError, RecursionError) as err:
+            msg = f"not JSON the API accepts: {type(err).__name__}"
+            raise HTTPException(422, [{"loc": ["body"], "msg": msg, "type": "json_invalid"}]) from None
+        update_id = f"webhook:{webhook_id}"
+        if await _already_applied(ticket_id, update_id):
+            raise HTTPException(401, f"webhook refused: webhook-id {webhook_id!r} was already received")
+        try:
+            await guard_missing(tickets.act(ticket_id, action, payload, update_id=update_id))
+        except ActionRefused as refused:
+            raise HTTPException(
+                409 if refused.field == "state" else 422,
+                [
+                    {
+                        "loc": ["body", "data", "payload", *(refused.field or "body").split(".")],
+                        "msg": refused.reason,
+                        "type": "action_rejected",
+                    }
+                ],
+            ) from None
+        return {"accepted": True}
 
     return app
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _errors(err: ValidationError, *prefix: str) -> list[dict[str, Any]]:
+    """Validation errors without the refused input (it may be anything)."""
+    return [
+        {"loc": ["body", "data", *prefix, *e["loc"]], "msg": e["msg"], "type": e["type"]}
+        for e in err.errors(include_url=False, include_input=False, include_context=False)
+    ]
 
 
 def build_server(settings: Settings, client: Client) -> uvicorn.Server:

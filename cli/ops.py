@@ -9,7 +9,7 @@ import typer
 
 from cli.app import CliError, ExitCode, about_ticket, app, bad_input, connect_client, run_async, settings
 
-ROLES = ("agent", "lead", "manager", "system")
+ROLES = ("agent", "lead", "manager", "system", "auditor")  # api.auth.CallerRole
 
 
 @app.command("replay")

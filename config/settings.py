@@ -11,8 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from config.urls import DEFAULT_ALLOWED_HOSTS, endpoint_problems, parse_hosts
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_POLICY = REPO_ROOT / "config" / "policies" / "default.yaml"
@@ -71,6 +73,10 @@ class Settings(BaseSettings):
     helpdesk_token: SecretStr | None = None
     webhook_url: str | None = Field(default=None, description="replaces the policy's notification endpoints")
     webhook_secret: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
+    allowed_endpoint_hosts: str = Field(
+        default=DEFAULT_ALLOWED_HOSTS,
+        description="comma-separated hosts (or *.domain) endpoint URLs may point at; see config/urls.py",
+    )
     http_timeout_seconds: float = 10.0
     endpoints: dict[str, EndpointSettings] = Field(
         default_factory=dict,
@@ -89,12 +95,35 @@ class Settings(BaseSettings):
         description="comma-separated name:sha256hex:role|role entries, see README 'Authentication'",
     )
     inbound_webhook_secret: SecretStr | None = None
-    inbound_webhook_tolerance_seconds: int = 300
+    inbound_webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
+    api_max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="larger request bodies are refused with 413 before they are read"
+    )
+    page_token_key: SecretStr | None = Field(
+        default=None, description="seals list page tokens; unset: a random key per process"
+    )
 
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="auto: console on a terminal, JSON lines otherwise"
     )
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _endpoint_urls_allowed(self) -> Settings:
+        configured = [("webhook_url", self.webhook_url), ("helpdesk_url", self.helpdesk_url)]
+        for name, endpoint in self.endpoints.items():
+            if endpoint.url is not None:
+                configured.append((f"endpoints.{name}.url", endpoint.url.get_secret_value()))
+            if endpoint.host is not None:  # an SMTP server: its host is checked like a URL's
+                configured.append((f"endpoints.{name}.host", f"http://{endpoint.host}/"))
+        problems = endpoint_problems([(name, url) for name, url in configured if url], self.endpoint_hosts)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def endpoint_hosts(self) -> list[str]:
+        return parse_hosts(self.allowed_endpoint_hosts)
 
     @property
     def link_base(self) -> str:

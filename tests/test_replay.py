@@ -18,7 +18,6 @@ from temporalio.worker import Replayer
 from cli.replay import load_history, replay_history
 from tests.histories.record import SCENARIOS
 from workflows.models import State, Ticket, TicketSummary
-from workflows.state import Carried
 from workflows.ticket import TicketEscalation
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -58,7 +57,7 @@ class WaitsBeforeLoadingThePolicy(TicketEscalation):
     """A deliberately incompatible change: a new timer before the first activity."""
 
     @workflow.run
-    async def run(self, ticket: Ticket | dict[str, Any], carried: Carried | None = None) -> TicketSummary:
+    async def run(self, ticket: Ticket | dict[str, Any], carried: Any = None) -> TicketSummary:
         await workflow.sleep(timedelta(seconds=5))
         return await super().run(ticket, carried)
 

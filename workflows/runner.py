@@ -71,6 +71,9 @@ _LOGGED_AT_INFO = frozenset(
         "approval_timed_out",
     }
 )
+# api: a carried state (second argument) is accepted only by a run started by continue-as-new.
+CARRIED_PATCH = "api-carried-v1"
+
 _LOGGED_AT_WARNING = frozenset(
     {"action_rejected", "notification_undelivered", "notification_failed", "notifications_dropped", "internal_error"}
 )
@@ -92,7 +95,7 @@ def bounded_keyword(value: str | None) -> str | None:
 class TicketRunner:
     """State, handlers and effects of one ticket; `TicketEscalation` adds the main loop."""
 
-    def __init__(self, ticket: Ticket | dict[str, Any], carried: Carried | None = None) -> None:
+    def __init__(self, ticket: Ticket | dict[str, Any], carried: Any = None) -> None:
         # The input arrives as a `Ticket`, or as plain data when it does not validate (the type hint
         # is a union on purpose): a new ticket is then refused by `run` with the field and the
         # reason, and a continued one, valid under the rules it was opened with, runs on as it is.
@@ -107,6 +110,13 @@ class TicketRunner:
                 first = exc.errors()[0]
                 self._invalid = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
                 self._ticket = Ticket.model_construct(**(ticket if isinstance(ticket, dict) else {}))
+        # The carried state is internal: only a run started by continue-as-new may take it. From
+        # anywhere else (a raw start with a second argument, a forged input) it is ignored and
+        # recorded on the timeline once the ticket opened: it could name any endpoint.
+        self._carried_refused: str | None = None
+        if carried is not None and not workflow.info().continued_run_id and workflow.patched(CARRIED_PATCH):
+            self._carried_refused = type(carried).__name__
+            carried = None
         if carried is not None and not isinstance(carried, Carried):
             carried = Carried.model_validate(carried)
         self._policy_ref: PolicyRef | None = carried.policy if carried else None
@@ -165,6 +175,22 @@ class TicketRunner:
         # between the live run and a replay. After a timer it is the next task's start in both.
         await workflow.sleep(timedelta(milliseconds=1), summary="policy loaded")
         self._apply(machine.open_ticket(self.policy, snapshot.version, self._ticket, self._ctx()))
+        if self._carried_refused is not None:
+            self._timeline.append(
+                TimelineEvent(
+                    at=workflow.now(),
+                    kind="carried_state_refused",
+                    detail={
+                        "reason": "a carried state is taken only from this ticket's own continue-as-new",
+                        "given": self._carried_refused,
+                    },
+                )
+            )
+            workflow.logger.warning(
+                "ticket %s: carried state from outside ignored",
+                self._ticket.ticket_id,
+                extra={"ticket_id": self._ticket.ticket_id, "kind": "carried_state_refused"},
+            )
 
     def _decide(self, event: machine.Input) -> Decision:
         decision = machine.decide(self.state, self.policy, self._ticket, event, self._ctx())

@@ -26,17 +26,16 @@ with workflow.unsafe.imports_passed_through():
     from workflows.machine import Tick
     from workflows.models import WORKFLOW_TYPE, Ticket, TicketSummary
     from workflows.runner import TicketRunner
-    from workflows.state import Carried
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
 class TicketEscalation(TicketRunner):
     @workflow.init
-    def __init__(self, ticket: Ticket | dict[str, Any], carried: Carried | None = None) -> None:
+    def __init__(self, ticket: Ticket | dict[str, Any], carried: Any = None) -> None:
         super().__init__(ticket, carried)
 
     @workflow.run
-    async def run(self, ticket: Ticket | dict[str, Any], carried: Carried | None = None) -> TicketSummary:
+    async def run(self, ticket: Ticket | dict[str, Any], carried: Any = None) -> TicketSummary:
         if self._invalid is not None and self._state is None:
             # A new ticket that does not validate fails at once, naming the field.
             raise ApplicationError(f"invalid ticket: {self._invalid}", type="InvalidTicket", non_retryable=True)
