@@ -46,6 +46,7 @@ from api.guard import BodyGuard, install_error_handlers, safe_json
 from api.inbound import InboundRefused, SeenIds, verify_inbound
 from config.policy import Channel, Priority
 from config.settings import Settings
+from workers.health import add_health_routes
 from workflows.models import ACTIONS, State, TicketRequest, TicketStatus, Timeline, workflow_id_for
 
 log = structlog.get_logger("api")
@@ -167,9 +168,7 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
         except WorkflowQueryFailedError as err:
             raise HTTPException(409, f"the ticket cannot answer: {err.message}") from None
 
-    @app.get("/healthz", tags=["ops"], openapi_extra=PUBLIC)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    add_health_routes(app, client, openapi_extra=PUBLIC)  # /healthz, /readyz (Temporal reachable)
 
     @app.post(
         "/tickets",

@@ -130,8 +130,12 @@ async def connect_client(config: Any) -> Any:
     """A Temporal client for the settings; exit 1 in one line if the server cannot be reached."""
     from workers.connection import connect
 
+    from workers.codec import CodecError
+
     try:
         return await connect(config)
+    except CodecError as err:  # payload-encryption keys missing or malformed: a settings problem
+        bad_input(f"settings: {err}")
     except Exception as err:  # the SDK raises RuntimeError("Failed client connect: ...")
         text = str(err)
         why = "connection refused" if "refused" in text.lower() else _first_line(err)[:200]

@@ -10,19 +10,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.worker import Replayer, WorkflowReplayResult
 
 from workflows.models import workflow_id_for
 from workflows.ticket import TicketEscalation
 
 
-def replayer() -> Replayer:
-    return Replayer(workflows=[TicketEscalation], data_converter=pydantic_data_converter)
+def replayer(converter: DataConverter | None = None) -> Replayer:
+    """`converter`: the one of `workers.codec.data_converter` (it decrypts; plain payloads pass through)."""
+    from workers.codec import data_converter
+
+    return Replayer(workflows=[TicketEscalation], data_converter=converter or data_converter())
 
 
-async def replay_history(history: WorkflowHistory) -> WorkflowReplayResult:
-    return await replayer().replay_workflow(history, raise_on_replay_failure=False)
+async def replay_history(history: WorkflowHistory, converter: DataConverter | None = None) -> WorkflowReplayResult:
+    return await replayer(converter).replay_workflow(history, raise_on_replay_failure=False)
 
 
 def load_history(path: Path) -> WorkflowHistory:

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     temporal_tls_key: Path | None = None
     temporal_tls_ca: Path | None = None
     temporal_api_key: SecretStr | None = None
+    temporal_profile: str | None = Field(
+        default=None,
+        description="profile of Temporal's own client configuration (temporalio.envconfig); unset: TEMPORAL_PROFILE",
+    )
     task_queue: str = "escalations"
     workflow_sandbox: bool = Field(
         default=True,
@@ -103,6 +107,31 @@ class Settings(BaseSettings):
         default=None, description="seals list page tokens; unset: a random key per process"
     )
 
+    # Processes (workers/main.py): health endpoints of a worker running alone, graceful shutdown.
+    worker_health_host: str = "127.0.0.1"
+    worker_health_port: int | None = Field(default=8001, description="/healthz and /readyz of `escalations worker`")
+    graceful_shutdown_seconds: float = Field(
+        default=30.0, ge=0, description="on SIGTERM, how long running activities may take to finish"
+    )
+
+    # Payload encryption (workers/codec.py) and the codec server (workers/codec_server.py).
+    codec_enabled: bool = Field(default=True, description="encrypt every payload Temporal stores (AES-GCM)")
+    codec_keys: SecretStr | None = Field(
+        default=None,
+        description="comma-separated id:base64-key entries (32-byte keys); the first encrypts, all decrypt",
+    )
+    codec_key_file: Path | None = Field(
+        default=None, description="a key file (one id:base64-key a line, newest first); embedded default: data dir"
+    )
+    codec_server_host: str = "127.0.0.1"
+    codec_server_port: int = 8081
+    codec_server_tokens: SecretStr | None = Field(
+        default=None, description="comma-separated bearer tokens the codec server accepts; embedded: a local token"
+    )
+    codec_server_cors_origins: str = Field(
+        default="", description="comma-separated origins (the Temporal UI's); embedded: the dev server's UI"
+    )
+
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="auto: console on a terminal, JSON lines otherwise"
     )
@@ -131,11 +160,20 @@ class Settings(BaseSettings):
 
     @property
     def embedded(self) -> bool:
-        return self.temporal_address is None
+        """No address here nor in Temporal's own client configuration (TEMPORAL_ADDRESS, a profile)."""
+        if self.temporal_address is not None:
+            return False
+        from workers.connection import envconfig_profile
+
+        return envconfig_profile(self.temporal_profile).address is None
 
     @property
     def address(self) -> str:
-        return self.temporal_address or f"127.0.0.1:{self.dev_server_port}"
+        if self.temporal_address:
+            return self.temporal_address
+        from workers.connection import envconfig_profile
+
+        return envconfig_profile(self.temporal_profile).address or f"127.0.0.1:{self.dev_server_port}"
 
     @property
     def uses_dev_secret(self) -> bool:

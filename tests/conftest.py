@@ -12,18 +12,22 @@ import pytest
 import yaml
 from pydantic import SecretStr
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from api.client import TicketClient
 from config.settings import DEFAULT_POLICY, Settings
 from tests.receiver import Receiver, start_receiver
+from workers.codec import EncryptionCodec, KeyRing, data_converter
 from workers.connection import binary, register_search_attributes
 from workers.worker import build_worker
 from workflows import search_attributes as sa
 
 TEST_SECRET = "whsec_dGVzdC1zZWNyZXQtZm9yLWVzY2FsYXRpb25zLXRlc3Q="
+# Every test server stores encrypted payloads, as production does (workers/codec.py): the one converter.
+TEST_CODEC_KEYS = "test-k1:dGVzdC1vbmx5LWNvZGVjLWtleS0zMi1ieXRlcy0wMDA="
+TEST_CODEC = EncryptionCodec(KeyRing.parse(TEST_CODEC_KEYS))
+TEST_CONVERTER = data_converter(codec=TEST_CODEC)
 
 
 @pytest.fixture
@@ -34,7 +38,7 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     the shared clock still.
     """
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=TEST_CONVERTER,
         test_server_existing_path=str(binary("temporal-test-server")),
     )
     await register_search_attributes(env.client, "default")
@@ -47,7 +51,7 @@ async def start_dev_server(suggest_continue_as_new_after: int) -> WorkflowEnviro
     continue-as-new after that many history events (so tests see it without long histories)."""
     limit = f"limit.historyCount.suggestContinueAsNew={suggest_continue_as_new_after}"
     return await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
+        data_converter=TEST_CONVERTER,
         dev_server_existing_path=str(binary("temporal")),
         search_attributes=sa.ALL,
         dev_server_extra_args=["--dynamic-config-value", limit],
@@ -93,6 +97,8 @@ def make_settings(policy_path: Path, receiver: Receiver | None) -> Settings:
         webhook_url=f"{receiver.url}/events" if receiver else None,
         helpdesk_url=receiver.url if receiver else None,
         webhook_secret=SecretStr(TEST_SECRET),
+        codec_keys=SecretStr(TEST_CODEC_KEYS),
+        graceful_shutdown_seconds=0,  # a test's worker stops at once (tests/test_processes.py checks the grace)
         _env_file=None,
     )
 

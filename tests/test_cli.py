@@ -10,6 +10,7 @@ from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
 
+from tests.conftest import TEST_CODEC_KEYS
 from tests.helpers import ticket
 
 
@@ -18,6 +19,7 @@ async def cli(env: WorkflowEnvironment, task_queue: str, *args: str) -> tuple[in
     environ |= {
         "ESCALATIONS_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
         "ESCALATIONS_TASK_QUEUE": task_queue,
+        "ESCALATIONS_CODEC_KEYS": TEST_CODEC_KEYS,  # the test servers' payloads are encrypted with it
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable,

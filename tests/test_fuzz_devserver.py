@@ -43,7 +43,6 @@ from temporalio.client import (
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import RawValue
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
@@ -53,7 +52,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from activities.ticket_activities import TicketActivities
 from api.client import ActionRefused, TicketClient
 from config.policy import Priority
-from tests.conftest import make_settings, policy_doc
+from tests.conftest import TEST_CONVERTER, make_settings, policy_doc
 from tests.helpers import LEAD, ticket
 from tests.receiver import Receiver
 from workers.worker import build_worker
@@ -769,7 +768,7 @@ async def test_random_valid_histories_replay_on_current_code(
         for history in histories:
             yield history
 
-    replayer = Replayer(workflows=[TicketEscalation], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[TicketEscalation], data_converter=TEST_CONVERTER)
     results = await replayer.replay_workflows(feed(), raise_on_replay_failure=False)
     replayed = time.monotonic()
 

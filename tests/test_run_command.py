@@ -52,6 +52,7 @@ def test_run_brings_up_server_ui_worker_and_api_and_tickets_survive_a_restart(tm
         "ESCALATIONS_DEV_SERVER_PORT": free_port(),
         "ESCALATIONS_DEV_UI_PORT": free_port(),
         "ESCALATIONS_API_PORT": free_port(),
+        "ESCALATIONS_CODEC_SERVER_PORT": free_port(),
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("ESCALATIONS_")}
     secret = "whsec_c2VjcmV0LXRoYXQtbXVzdC1uZXZlci1iZS1sb2dnZWQtMTIzNDU2"
@@ -75,7 +76,7 @@ def test_run_brings_up_server_ui_worker_and_api_and_tickets_survive_a_restart(tm
         )
         assert opened.status_code == 201
         status = wait_ok(f"{api}/tickets/run-1")
-        assert status.status_code == 200 and status.json()["policy_version"].startswith("2026.11-demo")
+        assert status.status_code == 200 and status.json()["policy_version"].startswith("2026.11-demo"), status.text
     finally:
         code, output = stop(process)
     assert code == 0, output
@@ -83,11 +84,16 @@ def test_run_brings_up_server_ui_worker_and_api_and_tickets_survive_a_restart(tm
     assert secret not in output and "helpdesk-token-never-logged" not in output
     assert "webhooks.dev_secret" not in output  # a real secret was set: no development warning
     assert (tmp_path / "data" / "temporal.db").exists()
+    key_file = tmp_path / "data" / "codec-keys"  # the embedded default made its encryption key on first run
+    assert key_file.exists() and key_file.stat().st_mode & 0o777 == 0o600
+    assert '"event": "codec.enabled"' in output and key_file.read_text().split(":")[1].strip() not in output
 
     process = start(env)  # the same SQLite file: the ticket is still there, still running
     try:
-        status = wait_ok(f"{api}/tickets/run-1")
+        status = wait_ok(f"{api}/tickets/run-1")  # read with the same key file
         assert status.status_code == 200 and status.json()["ticket_id"] == "run-1"
+        ready = httpx.get(f"{api}/readyz", timeout=10)
+        assert ready.status_code == 200 and ready.json() == {"status": "ok", "temporal": "ok"}
     finally:
         code, output = stop(process, signal.SIGINT)  # Ctrl-C stops as cleanly as SIGTERM
     assert code == 0, output

@@ -25,14 +25,13 @@ from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType, WorkflowExecutionStatus
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import WorkflowUpdateFailedError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from api.client import TicketClient
-from tests.conftest import make_settings, policy_doc
+from tests.conftest import TEST_CONVERTER, make_settings, policy_doc
 from tests.helpers import AGENT, LEAD, MANAGER, ticket
 from tests.receiver import start_receiver
 from workers.connection import binary, register_search_attributes
@@ -68,7 +67,7 @@ class World:
         self.loop = asyncio.new_event_loop()
         self.env = self.run(
             WorkflowEnvironment.start_time_skipping(
-                data_converter=pydantic_data_converter,
+                data_converter=TEST_CONVERTER,
                 test_server_existing_path=str(binary("temporal-test-server")),
             )
         )

