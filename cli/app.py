@@ -128,9 +128,8 @@ def model_from(model: type[T], data: Any, what: str) -> T:
 
 async def connect_client(config: Any) -> Any:
     """A Temporal client for the settings; exit 1 in one line if the server cannot be reached."""
-    from workers.connection import connect
-
     from workers.codec import CodecError
+    from workers.connection import connect
 
     try:
         return await connect(config)

@@ -15,6 +15,7 @@ import binascii
 import contextlib
 import json
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -38,11 +39,11 @@ from tests.processes import (
     wait_status,
 )
 from tests.receiver import Receiver, start_receiver
-from workers.codec import key_entry
 from workers.connection import binary
 
 CODEC_TOKEN = "codec-token-for-tests-" + uuid.uuid4().hex
 UI_ORIGIN = "http://127.0.0.1:18233"
+ROOT = Path(__file__).resolve().parent.parent
 EMAIL, NAME, SUBJECT = "jane.doe.secret@example.org", "Jane Secretname", "Refund for order Zebra-771"
 
 
@@ -81,7 +82,7 @@ class Stack:
             webhook_secret=TEST_SECRET,
             api_keys=entry,
             api_port=self.ports["api"],
-            codec_keys=codec_keys,
+            codec_keys=codec_keys or None,
             codec_server_port=self.ports["codec"],
             codec_server_tokens=CODEC_TOKEN,
             codec_server_cors_origins=UI_ORIGIN,
@@ -225,31 +226,54 @@ def test_worker_api_and_codec_server_as_separate_processes(
 def test_key_rotation_keeps_old_tickets_readable_and_a_missing_key_reads_nothing(
     server: DevServerProcess, receiver: Receiver, tmp_path: Path
 ) -> None:
-    old = TEST_CODEC_KEYS
-    new = key_entry()
-    stack = Stack(server, receiver, tmp_path, old)
+    """Rotation on a key file, as the embedded default does it: the running worker and codec server meet
+    the new key id in a new ticket and re-read the file; old tickets stay readable; without the old key
+    their first payloads stay sealed."""
+    key_file = tmp_path / "codec-keys"
+    key_file.write_text(TEST_CODEC_KEYS + "\n")
+    key_file.chmod(0o600)
+    old_id = TEST_CODEC_KEYS.split(":")[0]
+    stack = Stack(server, receiver, tmp_path, "", codec_key_file=key_file)
     try:
         stack.start("worker", "api", "codec-server")
         stack.open("ROT-old")
-        stop_all(stack.processes)
 
-        stack.env["ESCALATIONS_CODEC_KEYS"] = f"{new},{old}"  # rotated: the new key first, the old one kept
-        stack.start("worker", "api", "codec-server", suffix="-rotated")
-        stack.open("ROT-new")
-        new_id = new.split(":")[0]
-        assert new_id.encode().hex() not in stack.show("ROT-old")
-        raw_new = json.loads(stack.show("ROT-new"))
-        started = raw_new["events"][0]["workflowExecutionStartedEventAttributes"]["input"]["payloads"][0]
-        assert base64.b64decode(started["metadata"]["encryption-key-id"]).decode() == new_id
+        rotated = subprocess.run(
+            [sys.executable, "-m", "cli.main", "codec-key", "--rotate"],
+            env=stack.env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert rotated.returncode == 0, rotated.stderr
+        new_entry = key_file.read_text().splitlines()[0]
+        new_id = new_entry.split(":")[0]
+        assert new_id != old_id and key_file.read_text().splitlines()[1] == TEST_CODEC_KEYS
+        api = next(p for p in stack.processes if p.name == "api")
+        api.stop()
+        stack.processes.remove(api)
+        stack.start("api", suffix="-rotated")  # a new process: encrypts with the new key
+        stack.open("ROT-new")  # the worker started before the rotation runs it
+
+        def first_key(ticket_id: str, *codec: str) -> str:
+            shown = json.loads(stack.show(ticket_id, *codec))
+            started = shown["events"][0]["workflowExecutionStartedEventAttributes"]["input"]["payloads"][0]
+            return base64.b64decode(started["metadata"].get("encryption-key-id", "")).decode()
+
+        assert first_key("ROT-old") == old_id and first_key("ROT-new") == new_id
         for ticket_id in ("ROT-old", "ROT-new"):  # both readable: through the codec server and the API
             assert plain(stack.show_decoded(ticket_id)) == [EMAIL, NAME, SUBJECT]
             answer = httpx.get(f"{stack.api}/tickets/{ticket_id}", headers={"X-API-Key": stack.api_key}, timeout=30)
             assert answer.status_code == 200, answer.text
-        stop_all(stack.processes)
 
-        stack.env["ESCALATIONS_CODEC_KEYS"] = new  # the old key dropped: old tickets stay sealed
+        # A codec server that has only the new key: the old ticket's start stays sealed, the new one opens.
+        stack.env["ESCALATIONS_CODEC_KEYS"] = new_entry
+        codec = next(p for p in stack.processes if p.name == "codec-server")
+        codec.stop()
+        stack.processes.remove(codec)
         stack.start("codec-server", suffix="-new-only")
-        assert plain(stack.show_decoded("ROT-old")) == []
+        codec_args = ("--codec-endpoint", stack.codec, "--codec-auth", f"Bearer {CODEC_TOKEN}")
+        assert first_key("ROT-old", *codec_args) == old_id  # not decrypted
+        assert first_key("ROT-new", *codec_args) == ""  # decrypted: no key id left
         assert plain(stack.show_decoded("ROT-new")) == [EMAIL, NAME, SUBJECT]
     finally:
         stop_all(stack.processes)
+    worker_log = next(p for p in stack.processes if p.name == "worker").output()
+    assert "codec.undecryptable" not in worker_log and "workflow_task.failed" not in worker_log
