@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
 from temporalio.api.common.v1 import WorkflowExecution as ExecutionRef
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import (
@@ -26,8 +28,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from workflows.models import (
     ACTIONS,
+    REFUSAL_SIGNAL,
     WORKFLOW_TYPE,
+    Actor,
     Message,
+    RefusalReport,
     Ticket,
     TicketStatus,
     Timeline,
@@ -35,6 +40,19 @@ from workflows.models import (
 )
 
 Q = TypeVar("Q")
+
+
+def _actor_of(payload: Any) -> Actor | None:
+    """The actor a payload names, when it names a valid one (a refused payload may not)."""
+    raw = getattr(payload, "actor", None) if not isinstance(payload, dict) else payload.get("actor")
+    if isinstance(raw, Actor):
+        return raw
+    try:
+        return Actor.model_validate(raw) if isinstance(raw, dict) else None
+    except ValidationError:
+        return None
+
+
 NOT_OPENED = "the ticket has not been opened yet"
 
 
@@ -93,9 +111,17 @@ class TicketClient:
         answers with the status, also after the ticket continued as new. `update_id` replaces the
         id made from the key (inbound webhooks use their `webhook-id`)."""
         model = ACTIONS[action]
-        body = payload if isinstance(payload, model) else model.model_validate(payload)
         # One update id for every try below, so a retry never applies the action twice.
         update_id = update_id or (f"{action}:{key}" if key else f"{action}:{uuid.uuid4()}")
+        try:
+            body = payload if isinstance(payload, model) else model.model_validate(payload)
+        except ValidationError as err:
+            first = err.errors()[0]
+            place = ".".join(str(p) for p in first["loc"]) or "payload"
+            await self.report_refusal(
+                ticket_id, action, place, first["msg"], _actor_of(payload), via="client", update_id=update_id
+            )
+            raise
         try:
             for attempt in range(4):
                 try:
@@ -116,8 +142,49 @@ class TicketClient:
             cause = exc.cause
             if isinstance(cause, ApplicationError) and cause.type == "ActionRejected":
                 details = cause.details[0] if cause.details else {}
+                if isinstance(details, dict) and details.get("recorded") is False:
+                    # Refused by the ticket's validator: nothing reached its history. Say so on it.
+                    await self.report_refusal(
+                        ticket_id,
+                        action,
+                        str(details.get("field") or "payload"),
+                        str(details.get("reason") or cause.message),
+                        _actor_of(body),
+                        via="update",
+                        update_id=update_id,
+                    )
                 raise ActionRefused(cause.message, details.get("field"), details.get("reason")) from None
             raise
+
+    async def report_refusal(
+        self,
+        ticket_id: str,
+        action: str,
+        field: str,
+        reason: str,
+        actor: Actor | None = None,
+        *,
+        via: str = "client",
+        update_id: str | None = None,
+    ) -> bool:
+        """Record on the ticket's timeline (a `refused` row) an action refused before the ticket saw it.
+
+        For the API and the CLI, which refuse malformed actions at their edge, and for updates the
+        ticket's validator refused (those leave nothing in history). Best effort: False when the
+        ticket does not exist or cannot be reached; never raises, never starts a ticket."""
+        try:
+            report = RefusalReport(
+                action=action[:100] or "?",
+                field=field[:200],
+                reason=reason[:2000],
+                actor=actor,
+                via=via if via in ("update", "api", "cli", "client") else "client",
+                update_id=update_id[:200] if update_id else None,
+            )
+            await self.handle(ticket_id).signal(REFUSAL_SIGNAL, report, rpc_timeout=timedelta(seconds=5))
+            return True
+        except Exception:
+            return False
 
     async def signal(self, ticket_id: str, action: str, payload: Message | dict[str, Any]) -> None:
         """Fire-and-forget: a refused signal changes nothing and is recorded on the timeline."""

@@ -87,7 +87,12 @@ def act(
 
     if action not in ACTIONS:
         bad_input(f"action: unknown action {action!r} (one of: {', '.join(sorted(ACTIONS))})")
-    body = model_from(ACTIONS[action], read_json(payload, "payload"), f"{action} payload")
+    data = read_json(payload, "payload")
+    try:
+        body = model_from(ACTIONS[action], data, f"{action} payload")
+    except CliError as err:
+        run_async(_report_refusal(ticket_id, action, data, str(err)))  # on the ticket's timeline, best effort
+        raise
 
     async def go() -> Any:
         tickets = await ticket_client(settings())
@@ -133,6 +138,17 @@ def status(ticket_id: TicketId, as_json: JsonOption = False) -> None:
         print_json(found)
     else:
         show_status(to_data(found), ticket_id)
+
+
+async def _report_refusal(ticket_id: str, action: str, data: Any, reason: str) -> None:
+    """Tell the ticket about an action refused here, before it could see it (a `refused` row)."""
+    from api.client import _actor_of
+
+    try:
+        tickets = await ticket_client(settings())
+        await tickets.report_refusal(ticket_id, action, "payload", reason, _actor_of(data), via="cli")
+    except Exception:  # CliError included: the refusal itself is what the caller is told
+        pass
 
 
 async def _closed_as(tickets: Any, ticket_id: str) -> str | None:

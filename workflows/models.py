@@ -306,6 +306,24 @@ class Timeline(Message):
     )
 
 
+REFUSAL_SIGNAL = "record_refusal"
+MAX_REPORTED_REFUSALS = 100  # `refused` rows per run; beyond, one row says so and the rest are only counted
+
+
+class RefusalReport(Message):
+    """Signal `record_refusal`: a client (the API, the CLI, the Python client) tells the ticket about
+    an action it refused before the ticket could record it (an update refused by the validator
+    leaves nothing in history; an edge refuses a malformed payload). The ticket records a `refused`
+    row and changes nothing else: no state, no count, no notice. Not an action (not in `ACTIONS`)."""
+
+    action: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    field: Annotated[str, StringConstraints(max_length=200)] = "payload"
+    reason: ShortText
+    actor: Actor | None = None
+    via: Literal["update", "api", "cli", "client"] = "update"
+    update_id: Id | None = None
+
+
 # Action name -> payload model: the contract's agent actions plus this product's additions.
 ACTIONS: dict[str, type[Message]] = {
     "acknowledge": Acknowledge,

@@ -36,7 +36,10 @@ from workflows.machine import Action, Ctx, Decision, Delivery, Refusal, Undecoda
 from workflows.models import (
     ACTIONS,
     MAX_ACTION_BYTES,
+    MAX_REPORTED_REFUSALS,
+    REFUSAL_SIGNAL,
     NoticeStatus,
+    RefusalReport,
     Ticket,
     TicketStatus,
     TicketSummary,
@@ -58,6 +61,7 @@ POLICY_OPTIONS: dict[str, Any] = {
     "retry_policy": RetryPolicy(maximum_interval=timedelta(minutes=1)),
 }
 NOT_OPENED = "the ticket has not been opened yet; its policy is loading"
+REFUSALS_PATCH = "timeline-refusals-v1"  # `record_refusal` is a timeline row, no longer an unknown action
 KEYWORD_MAX_BYTES = 255
 _UNSET = object()
 _LOGGED_AT_INFO = frozenset(
@@ -128,6 +132,7 @@ class TicketRunner:
         self._tasks: set[asyncio.Task[None]] = set()
         self._woken = False  # set by actions and deliveries: re-plan now
         self._published: dict[str, Any] = {}
+        self._reported = 0  # refusals reported by clients in this run (`record_refusal`)
 
     # ------------------------------------------------------------------ accessors
     @property
@@ -394,6 +399,9 @@ class TicketRunner:
     @workflow.signal(dynamic=True)
     async def on_signal(self, name: str, args: Sequence[RawValue]) -> None:
         await workflow.wait_condition(self._opened)
+        if name == REFUSAL_SIGNAL and workflow.patched(REFUSALS_PATCH):
+            self._record_refusal(args)
+            return
         try:
             action = Action(name, _decode(args), via="signal")
             _log_action(self._ticket.ticket_id, action, self._decide(action))
@@ -426,12 +434,51 @@ class TicketRunner:
         if size > MAX_ACTION_BYTES:
             refusal = Refusal("payload", f"{size} bytes; an action takes at most {MAX_ACTION_BYTES}")
             _log_action(self._ticket.ticket_id, Action(name, None), refusal)
-            raise _rejected(refusal)
+            raise _rejected(refusal, recorded=False)
         data = _decode(args)
         parsed = machine.parse_action(name, data)
         if isinstance(parsed, Refusal):
             _log_action(self._ticket.ticket_id, Action(name, data), parsed)
-            raise _rejected(parsed)
+            raise _rejected(parsed, recorded=False)
+
+    def _record_refusal(self, args: Sequence[RawValue]) -> None:
+        """A `refused` row on the timeline, nothing else: no state change, no wake-up, no command.
+
+        Bounded per run (`MAX_REPORTED_REFUSALS`); a report that does not validate is only logged."""
+        try:
+            report = RefusalReport.model_validate(_decode(args))
+        except Exception as exc:
+            workflow.logger.warning(
+                "refusal_report.ignored", extra={"ticket_id": self._ticket.ticket_id, "error": str(exc)[:300]}
+            )
+            return
+        self._reported += 1
+        if self._reported > MAX_REPORTED_REFUSALS:
+            if self._reported == MAX_REPORTED_REFUSALS + 1:
+                self._timeline.append(
+                    TimelineEvent(
+                        at=workflow.now(),
+                        kind="refusals_not_recorded",
+                        detail={"why": f"more than {MAX_REPORTED_REFUSALS} refusals reported in this run"},
+                    )
+                )
+            return
+        actor = report.actor
+        self._timeline.append(
+            TimelineEvent(
+                at=workflow.now(),
+                kind="refused",
+                actor=f"{actor.role.value}:{actor.id}" if actor else "unknown",
+                detail={
+                    "action": report.action,
+                    "field": report.field,
+                    "reason": report.reason,
+                    "via": report.via,
+                    "update_id": report.update_id,
+                    "recorded_by": "client report (the ticket did not see the action)",
+                },
+            )
+        )
 
     @workflow.query(name="status")
     def status(self) -> TicketStatus:
@@ -488,10 +535,13 @@ def _log_action(ticket_id: str, action: Action, outcome: Decision | Refusal) -> 
         pass
 
 
-def _rejected(refusal: Refusal) -> ApplicationError:
-    return ApplicationError(
-        str(refusal), {"field": refusal.field, "reason": refusal.reason}, type="ActionRejected", non_retryable=True
-    )
+def _rejected(refusal: Refusal, *, recorded: bool | None = None) -> ApplicationError:
+    """`recorded=False` (the validator: nothing reaches history) tells the client to report the
+    refusal with the `record_refusal` signal, so that it is on the timeline after all."""
+    details: dict[str, Any] = {"field": refusal.field, "reason": refusal.reason}
+    if recorded is not None:
+        details["recorded"] = recorded
+    return ApplicationError(str(refusal), details, type="ActionRejected", non_retryable=True)
 
 
 __all__ = ["ACTIONS", "DELIVERY_OPTIONS", "NOT_OPENED", "POLICY_OPTIONS", "TicketRunner"]

@@ -173,6 +173,18 @@ def channels_settings(settings: Settings, rx: Receiver, smtp_port: int) -> Setti
     return settings.model_copy(update={"endpoints": endpoints})
 
 
+async def timeline_refusals(env: WorkflowEnvironment, tickets: TicketClient, tid: str, rx: Receiver) -> None:
+    """Patch timeline-refusals-v1: refusals reported by clients (`record_refusal`), one garbage report."""
+    await tickets.open(ticket(ticket_id=tid))
+    await tickets.report_refusal(tid, "acknowledge", "mood", "Extra inputs are not permitted", via="update")
+    await tickets.handle(tid).signal("record_refusal", {"action": "", "junk": True})
+    with contextlib.suppress(Exception):
+        await tickets.act(tid, "escalate", {"actor": AGENT, "kind": "sideways", "reason": "x"})
+    await tickets.act(tid, "acknowledge", {"actor": AGENT})
+    await tickets.act(tid, "resolve", {"actor": AGENT, "resolution": "done"})
+    await env.sleep(timedelta(days=8))
+
+
 # Scenarios that run under their own policy (and settings) instead of the default one.
 OWN_POLICY: dict[str, Callable[[], dict[str, Any]]] = {"channels": channels_policy}
 
@@ -186,6 +198,7 @@ SCENARIOS: dict[str, Scenario] = {
     "refusals_and_garbage": refusals_and_garbage,
     "undelivered_then_redelivered": undelivered_then_redelivered,
     "channels": channels,
+    "timeline_refusals": timeline_refusals,
 }
 
 
