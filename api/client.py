@@ -38,6 +38,7 @@ from workflows.models import (
     Timeline,
     workflow_id_for,
 )
+from workflows.summary import static_summary
 
 Q = TypeVar("Q")
 
@@ -91,7 +92,7 @@ class TicketClient:
                 task_queue=self.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                static_summary=f"{ticket.priority.value} {ticket.channel.value} ticket: {ticket.subject[:80]}",
+                static_summary=static_summary(ticket),  # no subject: personal data (workflows/summary.py)
             )
             return Opened(workflow_id, handle.first_execution_run_id, created=True)
         except WorkflowAlreadyStartedError as exc:

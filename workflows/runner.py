@@ -30,7 +30,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from activities.models import DeliveryResult, LoadPolicyInput, PolicySnapshot, ReassignResult
 from config.policy import Policy, policy_from_snapshot
-from workflows import machine, sla
+from workflows import machine, sla, summary
 from workflows import search_attributes as sa
 from workflows.machine import Action, Ctx, Decision, Delivery, Refusal, Undecodable
 from workflows.models import (
@@ -308,6 +308,7 @@ class TicketRunner:
 
     def _publish(self) -> None:
         """Mirror the ticket onto its search attributes (visible and queryable in the Web UI)."""
+        self._describe()
         s = self.state
         deadlines = [c.deadline for c in s.clocks.values() if sla.is_running(c) and c.deadline]
         values: list[tuple[SearchAttributeKey[Any], Any]] = [
@@ -332,6 +333,16 @@ class TicketRunner:
         ]
         workflow.upsert_search_attributes(updates)
         self._published.update({key.name: value for key, value in changed})
+
+    def _describe(self) -> None:
+        """The ticket's page in the Web UI (current details): no command, nothing in history."""
+        try:
+            s = self.state
+            running = [(c.deadline, n.value) for n, c in s.clocks.items() if sla.is_running(c) and c.deadline]
+            version = self._policy_ref.version if self._policy_ref else ""
+            workflow.set_current_details(summary.current_details(self._ticket, s, version, min(running, default=None)))
+        except Exception:  # a description must never fail a workflow task
+            pass
 
     # ------------------------------------------------------------------ results
     def current_status(self) -> TicketStatus:
