@@ -405,10 +405,32 @@ def _instant(text: str) -> datetime:
 _PY_DURATION = re.compile(r"^(-?\d+) days?, (\d+):(\d{2}):(\d{2})(\.\d+)?$|^(\d+):(\d{2}):(\d{2})(\.\d+)?$")
 # The guards' prose durations ("0h20m") in refusal reasons.
 _PROSE_DURATION = re.compile(r"\b(\d+)h(\d{2})m\b")
-_DURATION_KEYS = {"target", "waits", "wait", "time_to_first_response", "time_to_resolution", "retry_for"}
+_DURATION_KEYS = {
+    "target",
+    "waits",
+    "wait",
+    "time_to_first_response",
+    "time_to_resolution",
+    "retry_for",
+    "elapsed",
+    "paused",
+    "interval",
+}
+
+
+_ISO_DURATION = re.compile(r"^-?P(\d+D)?(T(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$")
 
 
 def _as_duration(text: str) -> str | None:
+    """A duration written by older code or by pydantic (`0:15:00`, `1 day, 2:00:00`, `P1DT2H`), in
+    this notation (`PT15M`, `PT26H`); None when `text` is not a duration."""
+    if _ISO_DURATION.match(text) and text not in ("P", "-P", "PT", "-PT"):
+        from pydantic import TypeAdapter
+
+        try:
+            return iso_duration(TypeAdapter(timedelta).validate_python(text))
+        except ValueError:
+            return None
     m = _PY_DURATION.match(text)
     if m is None:
         return None

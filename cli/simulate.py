@@ -96,7 +96,7 @@ def schedule_lines(events: list[TimelineEvent], sent: list[tuple[datetime, int, 
 
     Same-instant ties: the decisions in their own order, then what they sent, by sequence."""
     rows: list[tuple[datetime, int, int, str]] = [
-        (e.at, 0, index, f"{e.kind}: {_describe(e.kind, e.detail, zone)}")
+        (e.at, 0, index, f"{e.kind}: {_describe(e.kind, e.detail, zone)}".removesuffix(": "))
         for index, e in enumerate(events)
         if not e.kind.startswith("notification")
     ]

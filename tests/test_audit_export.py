@@ -254,3 +254,22 @@ json_values = st.recursive(
 def test_any_row_reads_the_same_in_every_format(kind: str, actor: str | None, detail: dict[str, Any]) -> None:
     entry = {"at": "2035-05-11T14:55:00Z", "source": "workflow", "kind": kind, "actor": actor, "detail": detail}
     assert_same_rows("T|<1>", [entry, {**entry, "detail": None}])
+
+
+def test_one_notation_for_durations_whatever_wrote_them() -> None:
+    from api.export import iso_duration
+
+    assert [iso_duration(timedelta(**kw)) for kw in ({"days": 1}, {"minutes": 90}, {"seconds": 0.5}, {})] == [
+        "PT24H",
+        "PT1H30M",
+        "PT0.5S",
+        "PT0S",
+    ]
+    old = {"at": "2035-05-11T14:55:00Z", "kind": "sla_started", "detail": {"target": "1 day, 2:00:00"}}
+    summary = {"time_to_resolution": "P1DT3H20M0.159S", "time_to_first_response": "PT20M"}
+    done = {"at": "2035-05-11T14:55:00Z", "kind": "workflow_completed", "detail": {"summary": summary}}
+    refused = {"at": "2035-05-11T14:55:00Z", "kind": "action_rejected", "detail": {"reason": "in tier for 0h20m"}}
+    rows = json.loads(render_timeline("T-1", [old, done, refused], "json"))["events"]
+    assert rows[0]["detail"]["target"] == "PT26H"
+    assert rows[1]["detail"]["summary"] == {"time_to_resolution": "PT27H20M0.159S", "time_to_first_response": "PT20M"}
+    assert rows[2]["detail"]["reason"] == "in tier for PT20M"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -183,8 +183,8 @@ async def oracle(policy_file: Path, ticket: Ticket, events: list[SimEvent], days
     function (`workflows/machine.py`; the runner decides nothing) driven at exact instants, with the
     same frozen policy the ticket loads, and every notice delivered at once."""
     settings = Settings(policy_path=policy_file, _env_file=None)
-    opened = ticket.opened_at
-    assert opened is not None
+    assert ticket.opened_at is not None
+    opened = ticket.opened_at.astimezone(UTC)  # workflow time is UTC
     loader = TicketActivities(settings, None)  # type: ignore[arg-type]
     snapshot = await loader.load_policy(LoadPolicyInput(opened_at=opened))
     policy = policy_from_snapshot(snapshot.fingerprint, snapshot.document)
@@ -217,7 +217,9 @@ async def oracle(policy_file: Path, ticket: Ticket, events: list[SimEvent], days
         elif action_at is not None and action_at <= end:
             index, event = todo.pop(0)
             data = ACTIONS[event.action].model_validate(event.payload).model_dump(mode="json")
-            apply(machine.Action(event.action, data, via="update", key=f"simulated-{index}"), action_at)
+            # An action that arrives while the policy loads waits for the ticket to open.
+            at = max(action_at, opened + timedelta(milliseconds=1))
+            apply(machine.Action(event.action, data, via="update", key=f"simulated-{index}"), at)
         else:
             break
     return out
