@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import math
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +25,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities import channels, templates
+from activities.metrics import record_try, result_of
 from activities.models import (
     AdmitInput,
     AdmitResult,
@@ -40,6 +42,7 @@ from activities.webhooks import sign_headers
 from config.policy import ChannelKind, Endpoint, Policy, PolicyError, load_policy_file, resolve_holidays
 from config.settings import Settings
 from config.urls import endpoint_problems
+from workflows.metrics import DESCRIPTIONS, POLICY_INVALID
 
 log = structlog.get_logger("activities")
 # Expected failures (a receiver down, a 4xx): the workflow retries and shows them on the ticket;
@@ -67,9 +70,7 @@ def _raise_for_status(response: httpx.Response, what: str) -> None:
 def _count_invalid_policy() -> None:
     """The SDK's metric meter when called inside an activity; a no-op elsewhere (start-up)."""
     with contextlib.suppress(RuntimeError):
-        activity.metric_meter().create_counter(
-            "escalations_policy_invalid", "policy file changes that failed to load (last good policy kept)"
-        ).add(1)
+        activity.metric_meter().create_counter(POLICY_INVALID, DESCRIPTIONS[POLICY_INVALID]).add(1)
 
 
 class TicketActivities:
@@ -316,15 +317,21 @@ class TicketActivities:
             context = templates.event_context(event.model_dump(mode="json"), self._link(event.ticket_id), recipient)
             parts = await self._render(request.channel, event.type, context)
             to = request.recipient.email if request.recipient else None
-            status = await self._send(
-                key=request.key(),
-                channel=request.channel,
-                target=target,
-                parts=parts,
-                context=context,
-                to=to,
-                event=event,
-            )
+            started = time.monotonic()
+            try:
+                status = await self._send(
+                    key=request.key(),
+                    channel=request.channel,
+                    target=target,
+                    parts=parts,
+                    context=context,
+                    to=to,
+                    event=event,
+                )
+            except ApplicationError as err:
+                record_try(request.endpoint.name, "rejected" if err.non_retryable else "failed", started)
+                raise
+            record_try(request.endpoint.name, result_of(status), started)
             bound.info("notice.delivered", status_code=status)
             return DeliveryResult(
                 webhook_id=event.id, endpoint=request.endpoint.name, status_code=status, attempt=info.attempt
@@ -334,15 +341,18 @@ class TicketActivities:
         secret = target.config.secret if target.config and target.config.secret else self._settings.webhook_secret
         body = event.model_dump_json()
         headers = sign_headers(secret.get_secret_value(), event.id, body)
+        started = time.monotonic()
         try:
             response = await self._http.post(target.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
+            record_try(request.endpoint.name, "unreachable", started)
             bound.warning("webhook.transport_error", error=type(exc).__name__)
             raise ApplicationError(
                 f"endpoint {request.endpoint.name} unreachable: {type(exc).__name__}",
                 type="DeliveryFailed",
                 category=BENIGN,
             ) from None
+        record_try(request.endpoint.name, result_of(response.status_code), started)
         bound.info(
             "webhook.delivered" if response.status_code < 400 else "webhook.refused", status_code=response.status_code
         )
@@ -417,12 +427,15 @@ class TicketActivities:
             "requested_at": datetime.now(UTC).isoformat(),
         }
         url = f"{base.rstrip('/')}/tickets/{request.ticket_id}/assignment"
+        started = time.monotonic()
         try:
             response = await self._http.put(url, json=payload, headers=headers)
         except httpx.HTTPError as exc:
+            record_try("helpdesk", "unreachable", started)
             raise ApplicationError(
                 f"helpdesk unreachable: {type(exc).__name__}", type="DeliveryFailed", category=BENIGN
             ) from None
+        record_try("helpdesk", result_of(response.status_code), started)
         _raise_for_status(response, "helpdesk")
         bound.info("helpdesk.reassigned", queue=request.queue, agent=request.agent)
         return ReassignResult(outcome="applied", detail=f"HTTP {response.status_code}")

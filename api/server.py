@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api import metrics as api_metrics
 from api.auth import (
     ACTORS,
     OPERATORS,
@@ -47,6 +48,7 @@ from api.inbound import InboundRefused, SeenIds, verify_inbound
 from config.policy import Channel, Priority
 from config.settings import Settings
 from workers.health import add_health_routes
+from workers.telemetry import instrument_api
 from workflows.models import ACTIONS, State, TicketRequest, TicketStatus, Timeline, workflow_id_for
 
 log = structlog.get_logger("api")
@@ -150,6 +152,8 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
     app.add_middleware(BodyGuard, max_body_bytes=settings.api_max_body_bytes)
     install_error_handlers(app)
     app.state.keys = keys
+    api_metrics.install(app)  # GET /metrics: request counts and latency by route template
+    instrument_api(app, settings)  # tracing, when ESCALATIONS_TRACING is on
 
     SystemCaller = Annotated[Caller, Depends(requires(SYSTEM))]
     Reader = Annotated[Caller, Depends(requires(READERS))]

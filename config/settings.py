@@ -137,6 +137,16 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
 
+    # Telemetry (workers/telemetry.py).
+    metrics_address: str = Field(
+        default="127.0.0.1:9464",
+        description="host:port of the worker's Prometheus /metrics (SDK and product series); empty: off",
+    )
+    tracing: bool = Field(default=False, description="OpenTelemetry traces: API call -> workflow -> activities")
+    tracing_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP traces URL; unset: OTEL_EXPORTER_OTLP_* or http://localhost:4318"
+    )
+
     @model_validator(mode="after")
     def _endpoint_urls_allowed(self) -> Settings:
         configured = [("webhook_url", self.webhook_url), ("helpdesk_url", self.helpdesk_url)]

@@ -62,6 +62,7 @@ def test_run_brings_up_server_ui_worker_and_api_and_tickets_survive_a_restart(tm
         "ESCALATIONS_WEBHOOK_SECRET": secret,
         "ESCALATIONS_HELPDESK_TOKEN": "helpdesk-token-never-logged",
         "ESCALATIONS_LOG_LEVEL": "DEBUG",
+        "ESCALATIONS_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
     }
     api = f"http://127.0.0.1:{ports['ESCALATIONS_API_PORT']}"
     process = start(env)

@@ -79,10 +79,18 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
 
 async def connect(settings: Settings) -> Client:
     """A client with the one data converter (pydantic + encryption, `workers.codec`); address, namespace,
-    API key and TLS from Temporal's environment configuration with this product's settings over them."""
-    from workers.codec import data_converter
+    API key and TLS from Temporal's environment configuration with this product's settings over them.
 
-    return await Client.connect(**connect_options(settings), data_converter=data_converter(settings))
+    Tracing on: Temporal's tracing interceptor (workers made from this client inherit it). Metrics go
+    to the process's default runtime (`workers.telemetry.start_worker_metrics`)."""
+    from workers.codec import data_converter
+    from workers.telemetry import client_interceptors
+
+    return await Client.connect(
+        **connect_options(settings),
+        data_converter=data_converter(settings),
+        interceptors=client_interceptors(settings),
+    )
 
 
 async def register_search_attributes(client: Client, namespace: str) -> list[str]:

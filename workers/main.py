@@ -28,6 +28,7 @@ from workers.codec import CodecError, codec_for
 from workers.connection import connect, register_search_attributes
 from workers.devserver import DevServer
 from workers.logs import configure
+from workers.telemetry import TelemetryError, setup_tracing, shutdown_tracing, start_worker_metrics
 
 log = structlog.get_logger("worker")
 
@@ -69,6 +70,17 @@ async def serve(
         if settings.uses_dev_secret:
             log.warning("webhooks.dev_secret", hint="set ESCALATIONS_WEBHOOK_SECRET before going to production")
 
+    if "worker" in wanted:
+        try:
+            start_worker_metrics(settings)  # before any client: the worker's runtime serves /metrics
+        except TelemetryError as err:
+            log.error("metrics.unavailable", error=str(err))
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+    if wanted & {"worker", "api"}:
+        service = "escalations" if {"worker", "api"} <= wanted else f"escalations-{min(wanted & {'worker', 'api'})}"
+        setup_tracing(settings, service)
+
     if start_devserver is None:
         start_devserver = settings.embedded and "worker" in wanted and "api" in wanted
     devserver = DevServer(settings, codec_endpoint=codec is not None) if start_devserver else None
@@ -81,6 +93,7 @@ async def serve(
             await devserver.start()
         return await _serve_roles(settings, wanted, codec, stop)
     finally:
+        shutdown_tracing()
         if devserver:
             devserver.stop()
 

@@ -33,6 +33,7 @@ from config.policy import Policy, policy_from_snapshot
 from workflows import machine, sla, summary
 from workflows import search_attributes as sa
 from workflows.machine import Action, Ctx, Decision, Delivery, Refusal, Undecodable
+from workflows.metrics import TicketMetrics
 from workflows.models import (
     ACTIONS,
     MAX_ACTION_BYTES,
@@ -133,6 +134,7 @@ class TicketRunner:
         self._woken = False  # set by actions and deliveries: re-plan now
         self._published: dict[str, Any] = {}
         self._reported = 0  # refusals reported by clients in this run (`record_refusal`)
+        self._metrics = TicketMetrics()  # metrics only: no history, nothing decided from it
 
     # ------------------------------------------------------------------ accessors
     @property
@@ -196,6 +198,7 @@ class TicketRunner:
                 self._ticket.ticket_id,
                 extra={"ticket_id": self._ticket.ticket_id, "kind": "carried_state_refused"},
             )
+        self._metrics.opened(self._ticket.channel, self.state)
 
     def _decide(self, event: machine.Input) -> Decision:
         decision = machine.decide(self.state, self.policy, self._ticket, event, self._ctx())
@@ -203,7 +206,8 @@ class TicketRunner:
         return decision
 
     def _apply(self, decision: Decision) -> None:
-        self._state = decision.state
+        before, self._state = self._state, decision.state
+        self._metrics.decided(before, decision.state, decision.events, decision.effects)
         for event in decision.events:
             self._timeline.append(event)
             if event.kind in _LOGGED_AT_WARNING:
@@ -283,7 +287,7 @@ class TicketRunner:
             outcome = Delivery(notice.key, ok=False, error=message, final=final, retry_after=pause)
         finally:
             self._in_flight.discard(notice.key)
-        self._decide(outcome)
+        self._metrics.delivery(notice, outcome.ok, self._decide(outcome).events)
         self._woken = True
 
     def _settled(self) -> bool:
@@ -445,11 +449,13 @@ class TicketRunner:
         if size > MAX_ACTION_BYTES:
             refusal = Refusal("payload", f"{size} bytes; an action takes at most {MAX_ACTION_BYTES}")
             _log_action(self._ticket.ticket_id, Action(name, None), refusal)
+            self._metrics.refused(name, "payload", "update")
             raise _rejected(refusal, recorded=False)
         data = _decode(args)
         parsed = machine.parse_action(name, data)
         if isinstance(parsed, Refusal):
             _log_action(self._ticket.ticket_id, Action(name, data), parsed)
+            self._metrics.refused(name, parsed.field, "update")
             raise _rejected(parsed, recorded=False)
 
     def _record_refusal(self, args: Sequence[RawValue]) -> None:
