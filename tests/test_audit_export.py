@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from temporalio.testing import WorkflowEnvironment
 
 from api.export import audit_from_history, render_timeline
+from config.policy import load_policy_file
 from tests.helpers import AGENT, ticket, until
 from tests.receiver import Receiver
 
@@ -58,6 +59,8 @@ async def test_audit_export_of_an_escalated_ticket(
         await until(lambda: receiver.events("ticket.resolved"))
         await ts_env.sleep(timedelta(seconds=1))
         entries = await audit_from_history(h.client, f"ticket-{t.ticket_id}")
+        policy_path = h.settings.policy_path
+        policy_file = load_policy_file(policy_path)
 
     rule_fr_warn, rule_res_warn = "ladders.first_response[0] (fr-warning)", "ladders.resolution[0] (res-warning)"
     rule_res_breach = "ladders.resolution[1] (res-breach)"
@@ -111,6 +114,8 @@ async def test_audit_export_of_an_escalated_ticket(
     assert by_kind["load_policy_completed"]["detail"]["local"] is True
     version = by_kind["load_policy_completed"]["detail"]["policy_version"]
     assert version.startswith("2026.11-default+") and by_kind["ticket_opened"]["detail"]["policy_version"] == version
+    # One version string: what `policy check` prints for the file the worker read, with its name.
+    assert version == policy_file.version_label(policy_path) and version.endswith(f" ({policy_path.name})")
     rejected = by_kind["action_rejected"]["detail"]
     assert rejected["reason"].startswith("unknown department 'nowhere'") and rejected["via"] == "signal"
     escalated = by_kind["escalated"]["detail"]

@@ -22,7 +22,7 @@ import yaml
 from activities.models import LoadPolicyInput
 from activities.ticket_activities import TicketActivities
 from cli.simulate import SimEvent, run_simulation
-from config.policy import policy_from_snapshot
+from config.policy import load_policy_file, policy_from_snapshot
 from config.settings import DEFAULT_POLICY, Settings
 from workflows import machine
 from workflows.machine import Ctx
@@ -124,6 +124,8 @@ def test_cli_policy_check_and_simulate(tmp_path: Path) -> None:
         [sys.executable, "-m", "cli.main", "policy", "check", str(policy)], capture_output=True, text=True, timeout=60
     )
     assert check.returncode == 0 and check.stdout.startswith("ok: ")
+    label = load_policy_file(policy).version_label(policy)  # the string every ticket opened under it carries
+    assert f"(version {label};" in check.stdout and label.endswith(" (policy.yaml)")
     broken = tmp_path / "broken.yaml"
     broken.write_text(policy.read_text().replace("department: billing", "department: finance", 1))
     bad = subprocess.run(
