@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import unicodedata
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +26,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker, WorkflowInstance, WorkflowInstanceDetails, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
@@ -101,7 +104,13 @@ def schedule_lines(events: list[TimelineEvent], sent: list[tuple[datetime, int, 
         if not e.kind.startswith("notification")
     ]
     rows += [(at, 1, seq, text) for at, seq, text in sent]
-    return [f"{_local(at, zone)} | {text}" for at, _, _, text in sorted(rows, key=lambda r: (r[0], r[1], r[2]))]
+    ordered = sorted(rows, key=lambda r: (r[0], r[1], r[2]))
+    return [f"{_local(at, zone)} | {_one_line(text)}" for at, _, _, text in ordered]
+
+
+def _one_line(text: str) -> str:
+    """One row per line, whatever a reason holds: line breaks and invisible characters as escapes."""
+    return "".join(json.dumps(ch)[1:-1] if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text)
 
 
 # ---------------------------------------------------------------------- exact instants
@@ -112,8 +121,7 @@ class ExactClock:
     def __init__(self, opened: datetime) -> None:
         self.opened = opened
         self.actions: dict[str, datetime] = {}
-        self.timers: dict[int, datetime] = {}  # timer seq -> exact instant it is due
-        self.last: datetime | None = None
+        self.timers: dict[int, datetime] = {}  # the current instance's timers: seq -> exact instant due
         self.out_of_order = 0
 
     def due_by(self, instant: datetime) -> bool:
@@ -134,26 +142,32 @@ class _ExactInstance(WorkflowInstance):
     def __init__(self, inner: WorkflowInstance, clock: ExactClock) -> None:
         self._inner = inner
         self._clock = clock
+        # Per instance: a replayed instance (after an eviction, or to answer a query on a closed
+        # ticket) rebuilds them from the same activations and commands, so it decides the same.
+        self.timers: dict[int, datetime] = {}
+        self.last: datetime | None = None
+        clock.timers = self.timers
 
     def activate(self, act: WorkflowActivation) -> WorkflowActivationCompletion:
         clock = self._clock
+        timers = self.timers
         served = act.timestamp.ToDatetime(tzinfo=UTC)
         triggers: list[datetime] = []
         for job in act.jobs:
             which = job.WhichOneof("variant")
             if which == "initialize_workflow":
                 triggers.append(clock.opened)
-            elif which == "fire_timer" and job.fire_timer.seq in clock.timers:
-                triggers.append(clock.timers.pop(job.fire_timer.seq))
+            elif which == "fire_timer" and job.fire_timer.seq in timers:
+                triggers.append(timers.pop(job.fire_timer.seq))
             elif which == "do_update" and job.do_update.id in clock.actions:
                 triggers.append(clock.actions[job.do_update.id])
-        exact = max(triggers) if triggers else clock.last
-        if exact is not None and clock.last is not None and exact < clock.last:
+        exact = max(triggers) if triggers else self.last
+        if exact is not None and self.last is not None and exact < self.last:
             clock.out_of_order += 1  # a trigger arrived after a later one: keep time monotonic
-            exact = clock.last
+            exact = self.last
         if exact is not None:
             act.timestamp.FromDatetime(exact)
-            clock.last = exact
+            self.last = exact
         completion = self._inner.activate(act)
         if exact is None or not completion.HasField("successful"):
             return completion
@@ -162,10 +176,10 @@ class _ExactInstance(WorkflowInstance):
             if command.HasField("start_timer"):
                 timer = command.start_timer
                 wait = timer.start_to_fire_timeout.ToTimedelta()
-                clock.timers[timer.seq] = exact + wait
+                timers[timer.seq] = exact + wait
                 timer.start_to_fire_timeout.FromTimedelta(max(wait - lateness, timedelta(milliseconds=1)))
             elif command.HasField("cancel_timer"):
-                clock.timers.pop(command.cancel_timer.seq, None)
+                timers.pop(command.cancel_timer.seq, None)
         return completion
 
     def get_serialization_context(self, command_info: Any) -> Any:
@@ -205,7 +219,7 @@ async def _sleep_until(env: WorkflowEnvironment, instant: datetime) -> None:
 async def _settle(clock: ExactClock, instant: datetime, env: WorkflowEnvironment) -> None:
     """Let the ticket's timers due by `instant` fire first (the server runs them a few milliseconds
     late), so the next simulated action comes after them, as it would on time."""
-    for _ in range(400):
+    for _ in range(3000):  # 30 s of real time: a loaded machine can take seconds for one task
         if not clock.due_by(instant):
             return
         await asyncio.sleep(0.01)
@@ -305,7 +319,8 @@ async def run_simulation(
             await _sleep_until(env, end)
             await _settle(clock, end, env)
             timeline = await handle.query("timeline", result_type=Timeline)
-            await handle.terminate("simulation finished")
+            with contextlib.suppress(RPCError):  # a ticket whose reopen window closed has completed
+                await handle.terminate("simulation finished")
         if clock.out_of_order:
             raise RuntimeError(
                 f"simulation: {clock.out_of_order} trigger(s) reached the ticket after a later one; "

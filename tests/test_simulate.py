@@ -241,3 +241,14 @@ async def test_the_simulated_schedule_is_the_real_tickets_to_the_microsecond(tmp
 
     assert len(rows(timeline)) > 20
     assert rows(timeline) == rows(expected)
+
+
+async def test_a_ticket_that_completes_within_the_simulated_days(tmp_path: Path) -> None:
+    """Resolved after an hour, its reopen window (7 days) closes within the 9 simulated days: the
+    ticket completes, and the schedule still prints, one row per line whatever the resolution says."""
+    resolve = {"actor": {"id": "ann", "role": "agent"}, "resolution": "done | <ok>\nfine\u202e"}
+    events = [SimEvent.model_validate({"after": "PT1H", "action": "resolve", "payload": resolve})]
+    lines = await run_simulation(social_policy(tmp_path), urgent_social_post(), events, days=9)
+    assert any(line.startswith("Fri 2035-05-11 17:55:00 CEST | resolved") for line in lines)
+    assert all("\n" not in line and "\u202e" not in line for line in lines)
+    assert "NOTIFY ticket.resolved" in lines[-1] and lines[-1].endswith("done | <ok>\\nfine\\u202e")
