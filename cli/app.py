@@ -77,6 +77,16 @@ JsonOption = Annotated[
 ]
 
 
+def quiet_logs(level: str) -> None:
+    """Logs on stderr at `level` and above, in the LOG_FORMAT setting's format (auto: console on a terminal)."""
+    import os
+
+    from workers.logs import configure
+
+    fmt = os.environ.get("ESCALATIONS_LOG_FORMAT", "auto").lower()
+    configure(fmt if fmt in ("auto", "json", "console") else "auto", level)
+
+
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import typer
 
-from cli.app import CliError, ExitCode, app
+from cli.app import CliError, ExitCode, app, quiet_logs
 
 # Each module registers its commands on import; `--help` lists them in this order.
 COMMAND_MODULES = ["cli.service", "cli.tickets", "cli.policy", "cli.ops", "cli.notify"]
@@ -36,6 +36,7 @@ def _read_json(value: str) -> Any:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit code. Errors are one line on stderr, never a traceback."""
     command = typer.main.get_command(app)
+    quiet_logs("WARNING")  # a client command logs only what a person must see; `run` sets its own level
     try:
         result = command.main(args=argv, prog_name="escalations", standalone_mode=False)
         return int(result) if isinstance(result, int) else 0

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import CliError, ExitCode, policy_app, run_async
+from cli.app import CliError, ExitCode, policy_app, quiet_logs, run_async
 
 PolicyFile = Annotated[Path, typer.Argument(help="A policy file (YAML or JSON).", show_default=False)]
 
@@ -48,6 +48,8 @@ def simulate(
     Example: escalations policy simulate config/policies/default.yaml --ticket @ticket.json --events @events.json
     """
     from cli.simulate import simulate as run_simulation
+
+    quiet_logs("ERROR")  # the simulated ticket's own log lines are the schedule printed below
 
     if not file.is_file():
         raise CliError(f"no such file: {file}", ExitCode.BAD_INPUT)
