@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.client import TicketClient
 from cli.tickets import SEARCH_HELP
+from tests.conftest import TEST_CODEC_KEYS
 from tests.helpers import ticket
 from workflows.models import workflow_id_for
 
@@ -27,7 +28,11 @@ AGENT = '{"actor": {"id": "ann", "role": "agent"}}'
 
 def environ(address: str, task_queue: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ESCALATIONS_")}
-    return env | {"ESCALATIONS_TEMPORAL_ADDRESS": address, "ESCALATIONS_TASK_QUEUE": task_queue}
+    return env | {
+        "ESCALATIONS_TEMPORAL_ADDRESS": address,
+        "ESCALATIONS_TASK_QUEUE": task_queue,
+        "ESCALATIONS_CODEC_KEYS": TEST_CODEC_KEYS,  # the test servers' payloads are encrypted with it
+    }
 
 
 async def run_cli(env: dict[str, str], *args: str, stdout: Any = asyncio.subprocess.PIPE) -> tuple[int, str, str]:
