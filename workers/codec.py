@@ -204,11 +204,23 @@ def keyring(settings: Settings) -> KeyRing | None:
             "(make one with `escalations codec-key`) or ESCALATIONS_CODEC_KEY_FILE, "
             "or turn encryption off with ESCALATIONS_CODEC_ENABLED=false"
         )
+    ids_file = path.with_name(path.name + ".ids")  # key ids only (no secret): what this data folder has used
     if not path.exists():
         if not may_create:
             raise CodecError(f"codec key file {path} does not exist")
-        return create_key_file(path)
-    return KeyRing.parse(path.read_text(), str(path))
+        if ids_file.exists():  # a lost key file must not be replaced silently: its tickets would be unreadable
+            raise CodecError(
+                f"codec key file {path} is missing, but tickets in {path.parent} were encrypted with key(s) "
+                f"{ids_file.read_text().split()}: restore the file (or remove the data folder to start afresh)"
+            )
+        ring = create_key_file(path)
+    else:
+        ring = KeyRing.parse(path.read_text(), str(path))
+    if may_create:
+        known = set(ids_file.read_text().split()) if ids_file.exists() else set()
+        if not set(ring.keys) <= known:
+            ids_file.write_text("".join(f"{key_id}\n" for key_id in sorted(known | set(ring.keys))))
+    return ring
 
 
 def codec_for(settings: Settings) -> EncryptionCodec | None:
@@ -319,6 +331,7 @@ def key_command(settings: Settings, *, rotate: bool) -> int:
         print(f"error: no key file to rotate ({path or 'ESCALATIONS_CODEC_KEY_FILE is unset'})")
         return 2
     ring = rotate_key_file(path)
+    keyring(settings)  # records the new id beside the data folder's key ids
     print(f"{path}: new current key {ring.current}; {len(ring.keys) - 1} older key(s) kept for decryption")
     print("restart the worker, API and codec server processes to encrypt with it")
     return 0

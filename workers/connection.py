@@ -77,12 +77,13 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
     return True
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, *, lazy: bool = False) -> Client:
     """A client with the one data converter (pydantic + encryption, `workers.codec`); address, namespace,
     API key and TLS from Temporal's environment configuration with this product's settings over them.
 
     Tracing on: Temporal's tracing interceptor (workers made from this client inherit it). Metrics go
-    to the process's default runtime (`workers.telemetry.start_worker_metrics`)."""
+    to the process's default runtime (`workers.telemetry.start_worker_metrics`).
+    `lazy`: connect on first use (the API alone starts while Temporal is still down; `/readyz` says so)."""
     from workers.codec import data_converter
     from workers.telemetry import client_interceptors
 
@@ -90,6 +91,7 @@ async def connect(settings: Settings) -> Client:
         **connect_options(settings),
         data_converter=data_converter(settings),
         interceptors=client_interceptors(settings),
+        lazy=lazy,
     )
 
 

@@ -130,7 +130,9 @@ async def _serve_roles(settings: Settings, wanted: set[Role], codec: Any, stop: 
 
     client = None
     if wanted & {"worker", "api"}:
-        client = await connect(settings)
+        # The API alone starts while Temporal is down (its /readyz answers 503 until it is back); a worker
+        # needs the connection to start polling.
+        client = await connect(settings, lazy="worker" not in wanted)
     worker = None
     worker_task: asyncio.Task[Any] | None = None
     tasks: dict[str, asyncio.Task[Any]] = {}
