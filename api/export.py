@@ -281,51 +281,12 @@ def _actor(payload: Any, default: str | None = None) -> str | None:
 
 
 async def decode_history(history: WorkflowHistory, codec: PayloadCodec | None) -> None:
-    """Undo the payload codec (encryption) in place on the parts of the history the export reads."""
-    if codec is None:
-        return
-    from temporalio.api.common.v1 import Payloads
+    """Undo the payload codec (encryption) in place on every payload of the history, and give encoded
+    failures their message back (`workers.codec.decode_in_place`); a payload no known key opens stays
+    as it is (shown as absent), the rest of the history still reads."""
+    from workers.codec import decode_in_place
 
-    async def payloads(p: Any) -> None:
-        if p.payloads:
-            decoded = await codec.decode(list(p.payloads))
-            del p.payloads[:]
-            p.payloads.extend(decoded)
-
-    async def one(p: Any) -> None:
-        wrapper = Payloads(payloads=[p])
-        await payloads(wrapper)
-        p.CopyFrom(wrapper.payloads[0])
-
-    for ev in history.events:
-        t = ev.event_type
-        if t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
-            await payloads(ev.workflow_execution_started_event_attributes.input)
-        elif t == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            await payloads(ev.activity_task_scheduled_event_attributes.input)
-        elif t == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-            await payloads(ev.activity_task_completed_event_attributes.result)
-        elif t == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
-            await codec.decode_failure(ev.activity_task_failed_event_attributes.failure)
-        elif t == EventType.EVENT_TYPE_MARKER_RECORDED:
-            for value in ev.marker_recorded_event_attributes.details.values():
-                await payloads(value)
-        elif t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
-            await payloads(ev.workflow_execution_signaled_event_attributes.input)
-        elif t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
-            await payloads(ev.workflow_execution_update_accepted_event_attributes.accepted_request.input.args)
-        elif t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED:
-            outcome = ev.workflow_execution_update_completed_event_attributes.outcome
-            if outcome.HasField("failure"):
-                await codec.decode_failure(outcome.failure)
-            else:
-                await payloads(outcome.success)
-        elif t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
-            await payloads(ev.workflow_execution_completed_event_attributes.result)
-        elif t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
-            await codec.decode_failure(ev.workflow_execution_failed_event_attributes.failure)
-        if ev.HasField("user_metadata") and ev.user_metadata.HasField("summary"):
-            await one(ev.user_metadata.summary)
+    await decode_in_place(history.events, codec)
 
 
 def _failure_message(failure: Any) -> str:

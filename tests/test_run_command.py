@@ -70,6 +70,13 @@ def test_run_brings_up_server_ui_worker_and_api_and_tickets_survive_a_restart(tm
         assert wait_ok(f"{api}/healthz").json() == {"status": "ok"}
         ui = wait_ok(f"http://127.0.0.1:{ports['ESCALATIONS_DEV_UI_PORT']}/")
         assert ui.status_code == 200 and "<html" in ui.text.lower()
+        # The Web UI decrypts through the codec server: its endpoint carries the local token in its path.
+        ui_settings = httpx.get(f"http://127.0.0.1:{ports['ESCALATIONS_DEV_UI_PORT']}/api/v1/settings", timeout=10)
+        endpoint = ui_settings.json()["Codec"]["Endpoint"]
+        token = (tmp_path / "data" / "codec-server-token").read_text().strip()
+        assert endpoint == f"http://127.0.0.1:{ports['ESCALATIONS_CODEC_SERVER_PORT']}/{token}"
+        assert httpx.post(f"{endpoint}/decode", json={"payloads": []}, timeout=10).status_code == 200
+        assert httpx.post(f"{endpoint.rsplit('/', 1)[0]}/decode", json={"payloads": []}, timeout=10).status_code == 401
         opened = httpx.post(
             f"{api}/tickets",
             headers={"X-API-Key": DEV_API_KEY},
