@@ -34,31 +34,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import PayloadCodec
 from temporalio.service import RPCError
 
+from workflows.models import iso_duration as iso_duration  # re-exported: the one notation
+
 Entry = dict[str, Any]
 _CONVERTER = pydantic_data_converter.payload_converter
 SYSTEM_ACTOR = "system:escalation-policy"
 _CUSTOMER_ACTIONS = {"customer_replied": "customer", "confirm_solved": "customer"}
 COLUMNS = ["at", "source", "kind", "actor", "detail"]
-
-
-def iso_duration(value: timedelta) -> str:
-    """ISO 8601 duration in hours, minutes and seconds: `PT1H30M`, `PT24H`, `PT0.5S`, `PT0S`.
-
-    No days: a policy's `P1D` is 24 hours of business time, not a calendar day, so it is shown as
-    `PT24H`. The one notation of durations in timelines, the simulation and the README."""
-    sign = "-" if value < timedelta(0) else ""
-    micros = abs(value) // timedelta(microseconds=1)
-    seconds, micros = divmod(micros, 1_000_000)
-    hours, seconds = divmod(seconds, 3600)
-    minutes, seconds = divmod(seconds, 60)
-    text = ""
-    if hours:
-        text += f"{hours}H"
-    if minutes:
-        text += f"{minutes}M"
-    if seconds or micros:
-        text += f"{seconds}.{micros:06d}".rstrip("0").rstrip(".") + "S"
-    return f"{sign}PT{text or '0S'}"
 
 
 def utc_text(value: datetime) -> str:

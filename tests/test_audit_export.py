@@ -278,3 +278,26 @@ def test_one_notation_for_durations_whatever_wrote_them() -> None:
     assert rows[0]["detail"]["target"] == "PT26H"
     assert rows[1]["detail"]["summary"] == {"time_to_resolution": "PT27H20M0.159S", "time_to_first_response": "PT20M"}
     assert rows[2]["detail"]["reason"] == "in tier for PT20M"
+
+
+def test_status_and_summary_write_durations_in_the_same_notation() -> None:
+    from datetime import UTC
+
+    from workflows.models import ClockStatus
+
+    clock = ClockStatus.model_validate(
+        {
+            "name": "resolution",
+            "state": "running",
+            "target": "P1D",  # as a policy writes it
+            "started_at": datetime(2035, 5, 11, tzinfo=UTC),
+            "deadline": None,
+            "elapsed": timedelta(minutes=90),
+            "paused": timedelta(0),
+            "breached": False,
+            "breached_at": None,
+        }
+    )
+    dumped = json.loads(clock.model_dump_json())
+    assert (dumped["target"], dumped["elapsed"], dumped["paused"]) == ("PT24H", "PT1H30M", "PT0S")
+    assert ClockStatus.model_validate(dumped).target == timedelta(days=1)  # and reads back
