@@ -90,3 +90,20 @@ async def test_refusals_before_the_ticket_are_recorded_on_it(ts_env: WorkflowEnv
 async def test_a_report_for_no_ticket_is_dropped(ts_env: WorkflowEnvironment, make_harness: Any) -> None:
     async with make_harness(ts_env, None) as h:
         assert await h.tickets.report_refusal("NO-SUCH-TICKET", "acknowledge", "payload", "x") is False
+
+
+async def test_a_payload_the_cli_refuses_is_on_the_ticket(dev_env: WorkflowEnvironment, make_harness: Any) -> None:
+    from tests.test_cli import cli
+
+    async with make_harness(dev_env, None) as h:
+        t = ticket()
+        await h.tickets.open(t)
+        bad = '{"actor": {"id": "ann", "role": "agent"}, "kind": "sideways", "reason": "x"}'
+        code, _, err = await cli(dev_env, h.task_queue, "act", t.ticket_id, "escalate", bad)
+        assert code == 2 and "kind" in err
+        timeline = await h.tickets.timeline(t.ticket_id)
+        status = await h.tickets.status(t.ticket_id)
+    refused = [e for e in timeline.events if e.kind == "refused"]
+    assert len(refused) == 1 and refused[0].actor == "agent:ann" and refused[0].detail["via"] == "cli"
+    assert refused[0].detail["action"] == "escalate" and "kind" in refused[0].detail["reason"]
+    assert status.refused_actions == 0 and status.tier == 1  # recorded, nothing else
