@@ -40,6 +40,12 @@ from workers.worker import build_worker
 from workflows.ticket import TicketEscalation
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+MONITORING = Path(__file__).parent.parent / "deploy" / "monitoring"
+# SDK counters that appear only once a workflow task fails (checked by the wedged-workflow test).
+COUNTED_WHEN_WEDGED = {
+    "temporal_workflow_task_execution_failed_total",
+    "temporal_sticky_cache_total_forced_eviction_total",
+}
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 
@@ -99,7 +105,7 @@ async def test_a_scrape_after_a_breach_shows_the_business_counters_with_their_la
             await handle.signal("acknowledge", {"actor": AGENT, f"field_{t.ticket_id}": 1})
             await env.sleep(timedelta(minutes=31))  # warning at 22.5 min, breach at 30 min
             await until(lambda: receiver.events("sla.breached"), seconds=30)
-            await until(lambda: [1] if total(scrape(url), "escalations_breach_delivery_lateness_count") else [])
+            await until(lambda: [1] if total(scrape(url), "escalations_breach_delivery_lateness_seconds_count") else [])
             text = (await asyncio.to_thread(httpx.get, url, timeout=5)).text
             samples = scrape_text(text)
     finally:
@@ -111,15 +117,20 @@ async def test_a_scrape_after_a_breach_shows_the_business_counters_with_their_la
     delivered = {"type": "sla.breached", "endpoint": "settings", "outcome": "delivered"}
     assert total(samples, "escalations_notifications_total", **delivered) >= 1
     assert total(samples, "escalations_notifications_total", type="sla.warning", outcome="delivered") >= 1
-    assert total(samples, "escalations_breach_delivery_lateness_count", clock="first_response") >= 1
+    assert total(samples, "escalations_breach_delivery_lateness_seconds_count", clock="first_response") >= 1
     assert total(samples, "escalations_refused_actions_total", action="unknown", reason="unknown_action") >= 1
     assert total(samples, "escalations_refused_actions_total", action="escalate", reason="policy", via="signal") >= 1
     assert total(samples, "escalations_refused_actions_total", action="acknowledge", reason="invalid") >= 1
     assert total(samples, "escalations_delivery_attempts_total", activity_type="notify", result="2xx") >= 2
-    assert total(samples, "escalations_delivery_duration_count", endpoint="settings") >= 2
+    assert total(samples, "escalations_delivery_duration_seconds_count", endpoint="settings") >= 2
     # The SDK's runtime series ride along on the same endpoint.
     assert "temporal_workflow_task_schedule_to_start_latency_count" in samples
     assert "temporal_sticky_cache_size" in samples
+    # The dashboard and the alert rules name only series that exist: the SDK's are in this scrape,
+    # the product's are declared (a counter shows up only once counted).
+    referenced = dashboard_and_alert_series()
+    assert {n for n in referenced if n.startswith("temporal_")} <= samples.keys() | COUNTED_WHEN_WEDGED
+    assert {n for n in referenced if n.startswith("escalations_")} <= declared_series()
     ours = [row for name, rows in samples.items() if name.startswith("escalations_") for row in rows]
     labels = {key for row in ours for key in row[0]}
     assert labels <= {
@@ -127,6 +138,34 @@ async def test_a_scrape_after_a_breach_shows_the_business_counters_with_their_la
         "channel", "priority", "tier", "department", "clock", "kind", "trigger", "type", "endpoint",
         "outcome", "action", "reason", "via", "input", "result",
     }  # fmt: skip
+
+
+def dashboard_and_alert_series() -> set[str]:
+    import json
+    import re
+
+    import yaml
+
+    dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert len(exprs) >= 20 and all(p.get("title") for p in dashboard["panels"])
+    rules = yaml.safe_load((MONITORING / "prometheus-alerts.yml").read_text())["groups"][0]["rules"]
+    assert {"TicketWorkflowTaskFailing", "NoticesGivenUp", "NoticesUndelivered"} <= {r["alert"] for r in rules}
+    exprs += [r["expr"] for r in rules]
+    return {m for e in exprs for m in re.findall(r"\b((?:escalations|temporal)_[a-z_]+)", e)}
+
+
+def declared_series() -> set[str]:
+    from workflows import metrics as product
+
+    names = {"escalations_api_requests_total"}
+    names |= {f"escalations_api_request_duration_seconds{s}" for s in ("_bucket", "_count", "_sum")}
+    for name in product.DESCRIPTIONS:
+        if name in product.HISTOGRAMS_SECONDS:
+            names |= {f"{name}{s}" for s in ("_bucket", "_count", "_sum")}
+        else:
+            names.add(f"{name}_total")
+    return names
 
 
 # ---------------------------------------------------------------------- a wedged workflow
@@ -157,6 +196,7 @@ async def test_a_wedged_workflow_shows_on_the_task_failure_counter(
 
         found = await until(failures, seconds=60)
     assert found, "the retried task's failures are counted, again and again: alert on their rate"
+    assert scrape(url).keys() >= COUNTED_WHEN_WEDGED
 
 
 # ---------------------------------------------------------------------- replay emits nothing
@@ -317,3 +357,68 @@ async def test_one_trace_runs_from_the_api_call_through_the_workflow_to_the_acti
     # part of the ticket's trace (the workflow's spans descend from the call that opened it).
     assert {"HandleUpdate:resolve", "RunActivity:notify"} <= in_trace, in_trace
     assert opening.parent is None  # the API's span is the root: nothing before the API call
+
+
+# ---------------------------------------------------------------------- the process, tracing on, no collector
+def test_run_with_tracing_on_and_no_collector_serves_tickets_metrics_and_stops_promptly(tmp_path: Path) -> None:
+    """`escalations run` with tracing pointed at a port nobody listens on: tickets work, both
+    /metrics answer with the business series, and SIGTERM still ends the process quickly."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    api_port, metrics_port, dead = free_port(), free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ESCALATIONS_", "TEMPORAL_", "OTEL_"))}
+    env |= {
+        "ESCALATIONS_DATA_DIR": str(tmp_path / "data"),
+        "ESCALATIONS_DEV_SERVER_PORT": str(free_port()),
+        "ESCALATIONS_DEV_UI_PORT": str(free_port()),
+        "ESCALATIONS_API_PORT": str(api_port),
+        "ESCALATIONS_CODEC_SERVER_PORT": str(free_port()),
+        "ESCALATIONS_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
+        "ESCALATIONS_TRACING": "true",
+        "ESCALATIONS_TRACING_ENDPOINT": f"http://127.0.0.1:{dead}/v1/traces",
+        "ESCALATIONS_LOG_FORMAT": "json",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    api, key = f"http://127.0.0.1:{api_port}", {"X-API-Key": "dev-only-key"}
+
+    def poll(url: str, ok: Any, seconds: float = 90) -> httpx.Response:
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                answer = httpx.get(url, headers=key, timeout=5)
+                if ok(answer):
+                    return answer
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, process.communicate()[0].decode()[-3000:]
+            assert time.monotonic() < deadline, url
+            time.sleep(0.3)
+
+    try:
+        poll(f"{api}/healthz", lambda r: r.status_code == 200)
+        opened = httpx.post(f"{api}/tickets", headers=key, timeout=30, json={
+            "ticket_id": "TRACE-1", "subject": "s", "customer": {"id": "c"}, "priority": "urgent",
+        })  # fmt: skip
+        assert opened.status_code == 201, opened.text
+        poll(f"{api}/tickets/TRACE-1", lambda r: r.status_code == 200)
+        worker = poll(
+            f"http://127.0.0.1:{metrics_port}/metrics", lambda r: "escalations_tickets_opened_total" in r.text
+        )
+        assert 'priority="urgent"' in worker.text and "temporal_sticky_cache_size" in worker.text
+        own = httpx.get(f"{api}/metrics", timeout=10).text
+        assert 'route="/tickets",status="201"' in own.replace('method="POST",', ""), own[-2000:]
+    finally:
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=60)[0].decode()
+    took = time.monotonic() - started
+    print(f"stopped in {took:.1f} s; export failures logged: {output.count('Failed to export')}")
+    assert process.returncode == 0, output[-3000:]
+    assert took < 30, f"stopping took {took:.1f} s"  # a generous bound: spans are flushed for at most 3 s
+    assert "Traceback" not in output, output[-3000:]

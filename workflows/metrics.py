@@ -35,10 +35,10 @@ TICKET_ESCALATIONS = PREFIX + "ticket_escalations"
 NOTIFICATIONS = PREFIX + "notifications"
 REFUSED_ACTIONS = PREFIX + "refused_actions"
 INTERNAL_ERRORS = PREFIX + "internal_errors"
-BREACH_LATENESS = PREFIX + "breach_delivery_lateness"
+BREACH_LATENESS = PREFIX + "breach_delivery_lateness_seconds"
 # Activities (activities/ticket_activities.py) emit these; named here so the list is in one place.
 DELIVERY_ATTEMPTS = PREFIX + "delivery_attempts"
-DELIVERY_DURATION = PREFIX + "delivery_duration"
+DELIVERY_DURATION = PREFIX + "delivery_duration_seconds"
 POLICY_INVALID = PREFIX + "policy_invalid"
 HISTOGRAMS_SECONDS = (BREACH_LATENESS, DELIVERY_DURATION)
 

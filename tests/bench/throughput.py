@@ -37,11 +37,13 @@ from tests.conftest import make_settings, policy_doc
 from tests.receiver import start_receiver
 from workers.connection import binary
 from workers.logs import configure
+from workers.telemetry import metrics_runtime
 from workers.worker import build_worker
 from workflows import search_attributes as sa
 from workflows.models import Ticket
 
 AGENT = {"actor": {"id": "ann", "role": "agent"}}
+NO_METRICS = False
 SLA_SECONDS = 6
 BURST_SECONDS = 90
 
@@ -201,6 +203,8 @@ async def memory_per_open_workflow(
         str(policy),
         "--sandbox",
         sandbox,
+        "--metrics",
+        "off" if NO_METRICS else "on",
         stdout=asyncio.subprocess.PIPE,
     )
     assert child.stdout is not None
@@ -230,6 +234,14 @@ async def memory_per_open_workflow(
     return (after - before) / n
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def rss_of(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -243,7 +255,12 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--breach-rate", type=float, default=20, help="tickets started per second, breach phase")
     parser.add_argument("--burst", type=int, default=500, help="tickets whose breaches fall at one instant")
+    parser.add_argument(
+        "--no-metrics", action="store_true", help="workers without the Prometheus endpoint (production has it)"
+    )
     args = parser.parse_args()
+    global NO_METRICS
+    NO_METRICS = args.no_metrics
     n, conc = args.tickets, args.concurrency
     configure("console", "WARNING")  # per-delivery info lines would dominate the run
 
@@ -259,7 +276,10 @@ async def main() -> None:
     receiver.answer = stamp  # type: ignore[method-assign]
     policy = Path(tempfile.mkdtemp()) / "bench-policy.yaml"
     policy.write_text(yaml.safe_dump(bench_policy()))
+    # As in production: the workers' runtime serves Prometheus, so every metric call is real.
+    runtime = None if args.no_metrics else metrics_runtime(f"127.0.0.1:{free_port()}")
     env = await WorkflowEnvironment.start_local(
+        runtime=runtime,
         data_converter=pydantic_data_converter,
         dev_server_existing_path=str(binary("temporal")),
         search_attributes=sa.ALL,

@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 from config.settings import Settings
 from tests.bench.bare import BareTicket, bare_notify
 from workers.logs import configure
+from workers.telemetry import metrics_runtime
 from workers.worker import build_worker
 
 
@@ -26,9 +27,11 @@ async def main() -> None:
     parser.add_argument("--kind", choices=["ticket", "bare"], required=True)
     parser.add_argument("--policy")
     parser.add_argument("--sandbox", choices=["on", "off"], default="on")
+    parser.add_argument("--metrics", choices=["on", "off"], default="on")
     args = parser.parse_args()
     configure("console", "WARNING")
-    client = await Client.connect(args.address, data_converter=pydantic_data_converter)
+    runtime = metrics_runtime("127.0.0.1:0") if args.metrics == "on" else None
+    client = await Client.connect(args.address, data_converter=pydantic_data_converter, runtime=runtime)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with httpx.AsyncClient() as http:
