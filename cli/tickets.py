@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -144,11 +146,14 @@ async def _report_refusal(ticket_id: str, action: str, data: Any, reason: str) -
     """Tell the ticket about an action refused here, before it could see it (a `refused` row)."""
     from api.client import _actor_of
 
-    try:
+    async def report() -> None:
         tickets = await ticket_client(settings())
         await tickets.report_refusal(ticket_id, action, "payload", reason, _actor_of(data), via="cli")
-    except Exception:  # CliError included: the refusal itself is what the caller is told
-        pass
+
+    # Bounded: a bad input must not wait long on an unreachable server. Any failure (CliError, a
+    # timeout) is dropped: the refusal itself is what the caller is told.
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(report(), timeout=5)
 
 
 async def _closed_as(tickets: Any, ticket_id: str) -> str | None:
