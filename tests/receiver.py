@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -31,6 +32,8 @@ class Receiver:
     seen_ids: set[str] = field(default_factory=set)
     accepted: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    delay_seconds: float = 0.0  # a slow receiver: each request waits this long before it is answered
+    arrived: list[str] = field(default_factory=list)  # webhook-ids as requests arrive (before the delay)
 
     @property
     def url(self) -> str:
@@ -68,7 +71,12 @@ def start_receiver() -> Receiver:
             length = int(self.headers.get("content-length", 0))
             body = self.rfile.read(length)
             req = Received(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-            status = holder["r"].answer(req)
+            receiver = holder["r"]
+            with receiver.lock:
+                receiver.arrived.append(req.headers.get("webhook-id", ""))
+            if receiver.delay_seconds:
+                time.sleep(receiver.delay_seconds)
+            status = receiver.answer(req)
             self.send_response(status)
             self.send_header("content-length", "2")
             self.end_headers()

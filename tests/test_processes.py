@@ -14,6 +14,7 @@ import base64
 import binascii
 import contextlib
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -277,3 +278,39 @@ def test_key_rotation_keeps_old_tickets_readable_and_a_missing_key_reads_nothing
         stop_all(stack.processes)
     worker_log = next(p for p in stack.processes if p.name == "worker").output()
     assert "codec.undecryptable" not in worker_log and "workflow_task.failed" not in worker_log
+
+
+def test_sigterm_lets_a_running_notification_finish(
+    server: DevServerProcess, receiver: Receiver, tmp_path: Path
+) -> None:
+    """A worker told to stop while a notice is being sent waits for it (graceful shutdown): the send
+    completes, is recorded as delivered, and is never sent again; the worker exits 0."""
+    receiver.delay_seconds = 6  # the notice is in flight for 6 s
+    stack = Stack(server, receiver, tmp_path, TEST_CODEC_KEYS)
+    try:
+        stack.start("worker", "api")
+        stack.open("TERM-1")
+        deadline = time.monotonic() + 90
+        while not receiver.arrived and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert receiver.arrived, "no notice was sent"
+        worker = stack.processes[0]
+        worker.popen.send_signal(signal.SIGTERM)
+        code = worker.popen.wait(timeout=60)
+        assert code == 0, worker.output()[-2000:]
+        in_flight = receiver.arrived[0]
+        assert [r.headers["webhook-id"] for r in receiver.accepted][:1] == [in_flight]  # the send completed
+
+        stack.start("worker", suffix="-2")  # another worker takes the ticket over
+        for _ in range(100):
+            status = httpx.get(f"{stack.api}/tickets/TERM-1", headers={"X-API-Key": stack.api_key}, timeout=30)
+            if status.status_code == 200 and status.json()["undelivered_count"] == 0:
+                break
+            time.sleep(0.2)
+        assert status.json()["undelivered_count"] == 0, status.text
+        time.sleep(3)
+        assert receiver.arrived.count(in_flight) == 1, f"sent again after the shutdown: {receiver.arrived}"
+    finally:
+        stop_all(stack.processes)
+    log = stack.processes[0].output()
+    assert '"event": "worker.stopping"' in log and '"event": "worker.stopped"' in log

@@ -301,7 +301,7 @@ async def decode_in_place(messages: Sequence[Message], codec: PayloadCodec | Non
     """
     if codec is None:
         return
-    found = [m for message in messages for m in _walk(message)]
+    found = [m for message in messages for m in (*([message] if isinstance(message, Failure) else []), *_walk(message))]
     payloads = [m for m in found if isinstance(m, Payload) and m.metadata.get("encoding") == ENCODING]
     for payload in payloads:
         with contextlib.suppress(CodecError):
