@@ -73,7 +73,8 @@ policy_app = typer.Typer(help="Check or simulate a policy file.", no_args_is_hel
 app.add_typer(policy_app, name="policy")
 
 JsonOption = Annotated[
-    bool, typer.Option("--json", help="Print JSON (for scripts): a table on a terminal and plain text otherwise.")
+    bool,
+    typer.Option("--json", help="Print JSON, for scripts (without it: a table on a terminal, plain text when piped)."),
 ]
 
 
@@ -247,14 +248,23 @@ def emit(value: Any, *, as_json: bool, title: str | None = None) -> None:
 
 
 def table(
-    columns: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None, header: bool = True
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    title: str | None = None,
+    header: bool = True,
+    no_wrap: Sequence[str] = (),
 ) -> None:
-    """Rows as a rich table on a terminal; tab-separated lines (header first) when piped."""
+    """Rows as a rich table on a terminal; tab-separated lines (header first) when piped.
+
+    `no_wrap`: columns kept on one line on a terminal (the others wrap to make room)."""
     if is_terminal():
         from rich.console import Console
         from rich.table import Table
 
-        t = Table(*columns, title=title, show_header=header, header_style="bold", title_justify="left")
+        t = Table(title=title, show_header=header, header_style="bold", title_justify="left")
+        for column in columns:
+            t.add_column(column, no_wrap=column in no_wrap)
         for row in rows:
             t.add_row(*row)
         Console().print(t)

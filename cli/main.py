@@ -11,6 +11,7 @@ import errno
 import importlib
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -72,6 +73,11 @@ def _unexpected(err: Exception) -> int:
         return _fail(f"Temporal did not answer: {err.message} (is `./dev run` running?)", ExitCode.UNREACHABLE)
     if isinstance(err, RPCError):
         return _fail(f"Temporal answered: {err.message}", ExitCode.UNREACHABLE)
+    if isinstance(err, RuntimeError) and "Failed client connect" in str(err):  # a process command connecting
+        found = re.search(r'connect error", ([^,\s]+)', str(err))
+        why = "connection refused" if "refused" in str(err).lower() else str(err).splitlines()[0][:200]
+        where = f" at {found.group(1)}" if found else ""
+        return _fail(f"cannot reach Temporal{where} ({why})", ExitCode.UNREACHABLE)
     if isinstance(err, FileNotFoundError):
         return _fail(f"no such file: {err.filename}", ExitCode.BAD_INPUT)
     if os.environ.get("ESCALATIONS_DEBUG"):
@@ -80,7 +86,10 @@ def _unexpected(err: Exception) -> int:
 
 
 def _fail(message: str, code: int) -> int:
-    text = " ".join(str(message).split()) if "\n" not in str(message).strip() else str(message).strip()
+    """One line: a message of several lines (a policy's list of problems) is joined with '; '."""
+    lines = [line.strip().removeprefix("- ").strip() for line in str(message).strip().splitlines() if line.strip()]
+    head, rest = (lines[0], lines[1:]) if lines else ("failed", [])
+    text = " ".join(f"{head} {'; '.join(rest)}".split()) if rest else " ".join(head.split())
     with contextlib.suppress(BrokenPipeError):
         print(f"error: {text}", file=sys.stderr)
     return int(code)

@@ -7,7 +7,18 @@ from typing import Annotated
 
 import typer
 
-from cli.app import CliError, ExitCode, about_ticket, app, bad_input, connect_client, run_async, settings
+from cli.app import (
+    CliError,
+    ExitCode,
+    JsonOption,
+    about_ticket,
+    app,
+    bad_input,
+    connect_client,
+    print_json,
+    run_async,
+    settings,
+)
 
 ROLES = ("agent", "lead", "manager", "system", "auditor")  # api.auth.CallerRole
 
@@ -17,6 +28,7 @@ def replay(
     ticket_id: Annotated[str | None, typer.Argument(help="Fetch this ticket's history.", show_default=False)] = None,
     history: Annotated[Path | None, typer.Option(help="A saved history JSON file instead.", show_default=False)] = None,
     save: Annotated[Path | None, typer.Option(help="Also save the fetched history here.", show_default=False)] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Replay a ticket's history against the current workflow code (exit 5 on a mismatch).
 
@@ -26,6 +38,10 @@ def replay(
 
     if history is None and ticket_id is None:
         bad_input("give a ticket id or --history FILE")
+
+    from workers.codec import data_converter
+
+    config = settings()
 
     async def go() -> tuple[str, int, str | None]:
         if history is not None:
@@ -37,18 +53,21 @@ def replay(
                 bad_input(f"--history: not a workflow history: {err}")
         else:
             assert ticket_id is not None
-            client = await connect_client(settings())
+            client = await connect_client(config)
             with about_ticket(ticket_id):
                 loaded = await fetch_history(client, ticket_id)
             if save:
                 save.write_text(loaded.to_json())
-        result = await replay_history(loaded)
+        result = await replay_history(loaded, data_converter(config))  # decrypts with the settings' keys
         failure = None if result.replay_failure is None else str(result.replay_failure)
         return loaded.workflow_id, len(loaded.events), failure
 
     workflow_id, count, failure = run_async(go())
     if failure is not None:
         raise CliError(f"MISMATCH: {workflow_id} does not replay on the current code: {failure}", ExitCode.MISMATCH)
+    if as_json:
+        print_json({"workflow_id": workflow_id, "events": count, "replays": True})
+        return
     print(f"ok: {count} events of {workflow_id} replayed; the current code makes exactly the recorded decisions")
 
 
@@ -67,6 +86,7 @@ def receive(port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 12
 def api_key(
     name: Annotated[str, typer.Argument(help="Who gets the key (the actor id it may act as).", show_default=False)],
     roles: Annotated[list[str], typer.Argument(help=f"Its roles: {', '.join(ROLES)}.", show_default=False)],
+    as_json: JsonOption = False,
 ) -> None:
     """Make a new API key and its hashed settings entry (the key is shown only now).
 
@@ -78,5 +98,8 @@ def api_key(
     if unknown:
         bad_input(f"roles: unknown role {unknown[0]!r} (one of: {', '.join(ROLES)})")
     key, entry = new_key_entry(name, roles)
+    if as_json:
+        print_json({"name": name, "roles": roles, "key": key, "settings_entry": entry})
+        return
     print(f"key (give it to {name}; it is shown only now): {key}")
     print(f"settings entry (append to ESCALATIONS_API_KEYS, comma-separated): {entry}")

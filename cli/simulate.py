@@ -352,5 +352,8 @@ async def simulate(args: argparse.Namespace) -> int:
         raise CliError(f"invalid input: {validation_message(err)}", ExitCode.BAD_INPUT) from None
     except ValueError as err:
         raise CliError(" ".join(str(err).split()), ExitCode.BAD_INPUT) from None
-    print("\n".join(lines))
+    if getattr(args, "json", False):  # --json: one object per line of the schedule
+        print(json.dumps([dict(zip(("at", "event"), line.split(" | ", 1), strict=False)) for line in lines], indent=2))
+    else:
+        print("\n".join(lines))
     return 0

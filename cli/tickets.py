@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -19,6 +20,7 @@ from cli.app import (
     bad_input,
     blank_line,
     emit,
+    is_terminal,
     model_from,
     print_json,
     read_json,
@@ -31,7 +33,17 @@ from cli.app import (
 )
 from workflows.models import ACTIONS, workflow_id_for
 
-TicketId = Annotated[str, typer.Argument(help="The ticket's id, e.g. T-1001.", show_default=False)]
+
+def _ticket_id(value: str) -> str:
+    if not value.strip():
+        raise typer.BadParameter("a ticket id is needed, e.g. T-1001")
+    if len(value) > MAX_ID:
+        raise typer.BadParameter(f"at most {MAX_ID} characters, got {len(value)}")
+    return value
+
+
+MAX_ID = 200  # the contract's bound on ids
+TicketId = Annotated[str, typer.Argument(help="The ticket's id, e.g. T-1001.", show_default=False, callback=_ticket_id)]
 
 
 @app.command("open")
@@ -110,8 +122,10 @@ def act(
     result = run_async(go())
     if signal:
         emit({"sent": action, "as": "signal", "note": "a refused signal is recorded on the timeline"}, as_json=as_json)
+    elif as_json:
+        print_json(result)
     else:
-        emit(result, as_json=as_json, title=f"ticket {ticket_id}")
+        show_status(to_data(result), ticket_id)
 
 
 @app.command("status")
@@ -197,7 +211,12 @@ def show_status(data: dict[str, Any], ticket_id: str) -> None:
 @app.command("timeline")
 def timeline(
     ticket_id: TicketId,
-    fmt: Annotated[Literal["json", "csv", "md"], typer.Option("--format", help="Export format.")] = "md",
+    fmt: Annotated[
+        Literal["json", "csv", "md"] | None,
+        typer.Option(
+            "--format", help="Export format (default: a table on a terminal, Markdown otherwise).", show_default=False
+        ),
+    ] = None,
     source: Annotated[
         Literal["history", "state"],
         typer.Option(
@@ -226,7 +245,18 @@ def timeline(
             return list(await audit_from_history(tickets.client, workflow_id_for(ticket_id)))
 
     entries = run_async(go())
-    text = render_timeline(ticket_id, entries, fmt)
+    if fmt is None and output is None and is_terminal():
+        from api.export import normalize_entry
+
+        rows = [normalize_entry(e) for e in entries]
+        table(
+            ["at", "kind", "actor", "detail"],
+            [[_cell(r.get("at")), _cell(r.get("kind")), _cell(r.get("actor")), _detail(r.get("detail"))] for r in rows],
+            title=f"ticket {ticket_id}: {len(rows)} events (times in UTC)",
+            no_wrap=["at", "kind", "actor"],
+        )
+        return
+    text = render_timeline(ticket_id, entries, fmt or "md")
     if output:
         try:
             output.write_text(text)
@@ -293,6 +323,13 @@ def search(
         return
     columns = ["ticket", "status", "state", "priority", "tier", "department", "assignee", "breached", "escalations"]
     table(columns, [[_text(r[c]) for c in columns] for r in rows], title=f"{len(rows)} tickets")
+
+
+def _detail(detail: Any) -> str:
+    """A row's detail as `key=<JSON value>` pairs, as the Markdown export shows it."""
+    if not isinstance(detail, dict):
+        return _cell(detail)
+    return ", ".join(f"{k}={json.dumps(v, ensure_ascii=False, default=str)}" for k, v in detail.items()) or "-"
 
 
 def _text(value: Any) -> str:

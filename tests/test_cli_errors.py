@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
@@ -103,6 +104,9 @@ async def test_exit_codes_and_messages(dev_env: WorkflowEnvironment, make_harnes
             (["api-key", "ann", "boss"], 2, "error: roles: unknown role 'boss'"),
             (["run", "--policy", "missing.yaml"], 2, "error: --policy: no such file: missing.yaml"),
             (["bogus"], 2, "error: No such command 'bogus'."),
+            (["status", ""], 2, "error: Invalid value for 'ticket_id': a ticket id is needed"),
+            (["status", "x" * 201], 2, "error: Invalid value for 'ticket_id': at most 200 characters"),
+            (["open", "@/"], 2, "error: ticket: / is a directory, not a JSON file"),
         ]
         results = await asyncio.gather(*(run_cli(env, *args) for args, _, _ in cases))
         for (args, expected_code, message), (code, out, err) in zip(cases, results, strict=True):
@@ -166,6 +170,18 @@ async def test_json_plain_text_and_help_examples(dev_env: WorkflowEnvironment, m
             assert isinstance(json.loads(out), list)
         code, out, _ = await run_cli(env, "search", f"TicketDepartment = '{status['department']}'", "--json")
         assert t.ticket_id in [row["ticket"] for row in json.loads(out)]
+
+        # --json on the other commands that print a result.
+        checks: list[tuple[list[str], Callable[[Any], Any]]] = [
+            (["policy", "check", "config/policies/default.yaml", "--json"], lambda d: d["valid"] is True),
+            (["api-key", "ann", "agent", "--json"], lambda d: d["key"] and d["settings_entry"].startswith("ann:")),
+            (["timeline", t.ticket_id, "--json"], lambda d: d["ticket_id"] == t.ticket_id and d["events"]),
+            (["replay", t.ticket_id, "--json"], lambda d: d["replays"] is True and d["events"] > 0),
+        ]
+        for (args, ok), (code, out, err) in zip(
+            checks, await asyncio.gather(*(run_cli(env, *args) for args, _ in checks)), strict=True
+        ):
+            assert code == 0 and ok(json.loads(out)), (args, out, err)
 
         # A reader that went away (`| head`) is not an error worth a traceback: silent, 141 like SIGPIPE.
         for args in (["status", t.ticket_id], ["timeline", t.ticket_id, "--format", "csv"], ["--help"]):
