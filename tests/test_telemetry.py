@@ -106,6 +106,11 @@ async def test_a_scrape_after_a_breach_shows_the_business_counters_with_their_la
             await env.sleep(timedelta(minutes=31))  # warning at 22.5 min, breach at 30 min
             await until(lambda: receiver.events("sla.breached"), seconds=30)
             await until(lambda: [1] if total(scrape(url), "escalations_breach_delivery_lateness_seconds_count") else [])
+            # A policy file broken under the running worker: the next ticket opens on the last good
+            # policy, and the failure is counted (in the load_policy local activity).
+            settings.policy_path.write_text("tiers: [oops")
+            await tickets.open(ticket())
+            await until(lambda: [1] if total(scrape(url), "escalations_policy_invalid_total") else [])
             text = (await asyncio.to_thread(httpx.get, url, timeout=5)).text
             samples = scrape_text(text)
     finally:
@@ -123,6 +128,7 @@ async def test_a_scrape_after_a_breach_shows_the_business_counters_with_their_la
     assert total(samples, "escalations_refused_actions_total", action="acknowledge", reason="invalid") >= 1
     assert total(samples, "escalations_delivery_attempts_total", activity_type="notify", result="2xx") >= 2
     assert total(samples, "escalations_delivery_duration_seconds_count", endpoint="settings") >= 2
+    assert total(samples, "escalations_policy_invalid_total", activity_type="load_policy") == 1
     # The SDK's runtime series ride along on the same endpoint.
     assert "temporal_workflow_task_schedule_to_start_latency_count" in samples
     assert "temporal_sticky_cache_size" in samples
@@ -229,19 +235,27 @@ async def test_replay_emits_no_business_metric_but_the_live_run_did(receiver: Re
     def product_updates() -> list[Any]:
         return [u for u in buffer.retrieve_updates() if u.metric.name.startswith("escalations_")]
 
-    live = product_updates()
-    assert {u.metric.name for u in live} >= {
-        "escalations_tickets_opened",
-        "escalations_sla_breaches",
-        "escalations_notifications",
-        "escalations_tickets_resolved",
-    }
+    # The SDK hands metric updates over asynchronously: collect until the live run's are all in,
+    # then once more after a pause, so none of them can be mistaken for an emission on replay.
+    expected = {"escalations_tickets_opened", "escalations_sla_breaches", "escalations_notifications"}
+    expected.add("escalations_tickets_resolved")
+    live: list[Any] = []
+    for _ in range(100):
+        live += product_updates()
+        if {u.metric.name for u in live} >= expected:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(3)
+    live += product_updates()
+    assert {u.metric.name for u in live} >= expected  # the live run counted
     replayer = Replayer(workflows=[TicketEscalation], data_converter=pydantic_data_converter, runtime=runtime)
     result = await replayer.replay_workflow(history)
-    assert result.replay_failure is None
+    assert result.replay_failure is None, result.replay_failure
     for path in HISTORIES:  # every committed history, on today's code
         await replayer.replay_workflow(load_history(path))
-    assert product_updates() == []
+    await asyncio.sleep(3)
+    replayed = product_updates()
+    assert replayed == [], [(u.metric.name, u.attributes) for u in replayed[:5]]
 
 
 # ---------------------------------------------------------------------- operators' mistakes
