@@ -117,6 +117,28 @@ async def run_alone(settings: Settings, command: str) -> int:
 async def _serve_roles(settings: Settings, wanted: set[Role], codec: Any, stop: asyncio.Event) -> int:
     from workers.health import health_app, quiet_server
 
+    # Ports first: one a setting names and another process holds is an error in one line; the worker's
+    # default health port taken (a second worker on one machine) only costs that worker its endpoints.
+    ports = {
+        "codec": ("codec" in wanted, settings.codec_server_host, settings.codec_server_port, "codec_server_port"),
+        "api": ("api" in wanted, settings.api_host, settings.api_port, "api_port"),
+        "health": (
+            "worker" in wanted and "api" not in wanted and settings.worker_health_port is not None,
+            settings.worker_health_host,
+            settings.worker_health_port or 0,
+            "worker_health_port",
+        ),
+    }
+    health_on = ports["health"][0]
+    for name, (on, host, port, setting) in ports.items():
+        if on and not _port_free(host, port):
+            if name == "health" and setting not in settings.model_fields_set:
+                log.warning("health.port_taken", port=port, hint=f"set ESCALATIONS_{setting.upper()} per worker")
+                health_on = False
+                continue
+            print(f"error: ESCALATIONS_{setting.upper()}: {host}:{port} is taken by another process", file=sys.stderr)
+            return 2
+
     servers: list[tuple[str, uvicorn.Server]] = []
     if "codec" in wanted:
         from workers.codec_server import cors_origins, create_codec_app, tokens
@@ -150,11 +172,11 @@ async def _serve_roles(settings: Settings, wanted: set[Role], codec: Any, stop: 
             worker = build_worker(client, settings, http)
             worker_task = asyncio.create_task(worker.run(), name="worker")
             tasks["worker"] = worker_task
-            if settings.worker_health_port is not None and "api" not in wanted:
+            if health_on:
                 alive = worker_task
                 health = health_app(client, lambda: not alive.done())
-                port = settings.worker_health_port
-                servers.append(("health", quiet_server(health, settings.worker_health_host, port)))
+                health_port = settings.worker_health_port or 0
+                servers.append(("health", quiet_server(health, settings.worker_health_host, health_port)))
         if "api" in wanted:
             assert client is not None
             from api.server import build_server
@@ -195,6 +217,18 @@ async def _serve_roles(settings: Settings, wanted: set[Role], codec: Any, stop: 
             raise failed[0].exception()  # type: ignore[misc]
     log.info("worker.stopped" if worker is not None else "process.stopped")
     return 0
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _http_client(settings: Settings) -> Any:
