@@ -301,7 +301,13 @@ def test_sigterm_lets_a_running_notification_finish(
         in_flight = receiver.arrived[0]
         assert [r.headers["webhook-id"] for r in receiver.accepted][:1] == [in_flight]  # the send completed
 
-        stack.start("worker", suffix="-2")  # another worker takes the ticket over
+        # Another worker takes the ticket over; it finds Temporal through Temporal's own client configuration
+        # (a profile of a temporal.toml file), not through ESCALATIONS_TEMPORAL_ADDRESS.
+        config = tmp_path / "temporal.toml"
+        config.write_text(f'[profile.ops]\naddress = "{stack.address}"\n')
+        del stack.env["ESCALATIONS_TEMPORAL_ADDRESS"]
+        stack.env |= {"TEMPORAL_CONFIG_FILE": str(config), "TEMPORAL_PROFILE": "ops"}
+        stack.start("worker", suffix="-2")
         for _ in range(100):
             status = httpx.get(f"{stack.api}/tickets/TERM-1", headers={"X-API-Key": stack.api_key}, timeout=30)
             if status.status_code == 200 and status.json()["undelivered_count"] == 0:
