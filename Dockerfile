@@ -12,7 +12,7 @@ RUN pip install --no-cache-dir --no-deps /app/src && rm -rf /app/src \
     && useradd --create-home --uid 10001 escalations
 USER escalations
 ENV ESCALATIONS_LOG_FORMAT=json PYTHONUNBUFFERED=1
-EXPOSE 8000 8001 8081
+EXPOSE 8000 8001 8081 9464
 # SIGTERM reaches the process itself (exec form), which lets running activities finish before it exits.
 ENTRYPOINT ["escalations"]
 CMD ["worker"]
