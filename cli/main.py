@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit code. Errors are one line on stderr, never a traceback."""
     command = typer.main.get_command(app)
     quiet_logs("WARNING")  # a client command logs only what a person must see; `run` sets its own level
+    from workers.logs import install_core_logging
+
+    install_core_logging()  # the Temporal core's warnings as log lines, not raw coloured text on stdout
     try:
         result = command.main(args=argv, prog_name="escalations", standalone_mode=False)
         return int(result) if isinstance(result, int) else 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -59,7 +60,7 @@ def replay(
             if save:
                 save.write_text(loaded.to_json())
         result = await replay_history(loaded, data_converter(config))  # decrypts with the settings' keys
-        failure = None if result.replay_failure is None else str(result.replay_failure)
+        failure = None if result.replay_failure is None else _summary(str(result.replay_failure))
         return loaded.workflow_id, len(loaded.events), failure
 
     workflow_id, count, failure = run_async(go())
@@ -103,3 +104,10 @@ def api_key(
         return
     print(f"key (give it to {name}; it is shown only now): {key}")
     print(f"settings entry (append to ESCALATIONS_API_KEYS, comma-separated): {entry}")
+
+
+def _summary(failure: str) -> str:
+    """The messages of a replay failure (the core's nested `Failure { message: ... }`), not its stack traces."""
+    messages = re.findall(r'message: "((?:[^"\\]|\\.)*)"', failure)
+    text = " <- ".join(dict.fromkeys(messages)) if messages else failure.splitlines()[0]
+    return text if len(text) <= 400 else text[:400] + "..."

@@ -223,3 +223,17 @@ def test_auto_format_is_console_on_a_terminal_and_json_otherwise() -> None:
     finally:
         os.close(leader)
         os.close(follower)
+
+
+def test_forwarded_core_lines_have_their_fields_as_fields(log_stream: io.StringIO) -> None:
+    from types import SimpleNamespace
+
+    from workers.logs import CORE_LOGGER, core_logging
+
+    assert core_logging().forwarding is not None  # the core's own lines come through this renderer
+    core = SimpleNamespace(target="temporalio_sdk_core::worker", fields={"run_id": "r-1", "failure": {"x": 1}})
+    logging.getLogger(CORE_LOGGER).warning("Failing workflow task", extra={"temporal_log": core})
+    (line,) = json_lines(log_stream)
+    assert line["event"] == "Failing workflow task" and line["level"] == "warning"
+    assert line["target"] == "temporalio_sdk_core::worker" and line["run_id"] == "r-1"
+    assert line["failure"] == "{'x': 1}" and "temporal_log" not in line

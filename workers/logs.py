@@ -34,6 +34,7 @@ from typing import TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 from temporalio import activity, workflow
+from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 TICKET_PREFIX = "ticket-"
 TASK_FAILED_EVENT = "workflow_task.failed"
@@ -53,6 +54,30 @@ _CONTEXT_KEYS = {
 # uvicorn's ANSI-coloured copy of the message; the SDK's failure marker (read first) and its full Info object.
 _DROPPED_EXTRA = ("color_message", "__temporal_error_identifier", "workflow_info")
 _JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+CORE_LOGGER = "temporalio.core"
+
+
+def core_logging() -> LoggingConfig:
+    """The Temporal core's (Rust) own log lines, forwarded through this module's renderer.
+
+    By default the core prints them itself, coloured, beside the JSON lines; forwarded, each is one
+    record of logger `temporalio.core` whose fields are fields (see `_temporal_context`)."""
+    return LoggingConfig(
+        filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+        forwarding=LogForwardingConfig(
+            logger=logging.getLogger(CORE_LOGGER),
+            append_target_to_name=False,
+            prepend_target_on_message=False,
+            append_log_fields_to_message=False,
+        ),
+    )
+
+
+def install_core_logging() -> None:
+    """Make a runtime that forwards the core's log lines the process default (before any client exists)."""
+    Runtime.set_default(Runtime(telemetry=TelemetryConfig(logging=core_logging())), error_if_already_set=False)
 
 
 def resolve_format(fmt: str, stream: TextIO) -> str:
@@ -196,6 +221,13 @@ def _temporal_context(_: WrappedLogger, __: str, event_dict: EventDict) -> Event
     """Flatten the SDK's context dicts into top-level ids, add `ticket_id`, name a failed workflow task."""
     for key in _DROPPED_EXTRA:
         event_dict.pop(key, None)
+    core = event_dict.pop("temporal_log", None)  # a forwarded core log line: its target and fields as fields
+    if core is not None:
+        event_dict.setdefault("target", str(getattr(core, "target", "")))
+        fields = getattr(core, "fields", None)
+        if isinstance(fields, Mapping):
+            for name, value in fields.items():
+                event_dict.setdefault(str(name), value if isinstance(value, _JSON_SCALARS) else str(value))
     for key in ("temporal_workflow", "temporal_activity"):
         context = event_dict.pop(key, None)
         if isinstance(context, Mapping):

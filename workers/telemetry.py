@@ -22,9 +22,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from temporalio.runtime import LoggingConfig, PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from config.settings import Settings
+from workers.logs import core_logging
 from workflows import metrics as product
 
 if TYPE_CHECKING:
@@ -60,9 +61,7 @@ def prometheus_config(bind_address: str) -> PrometheusConfig:
 def metrics_runtime(bind_address: str) -> Runtime:
     """A Temporal runtime serving Prometheus `/metrics` on `bind_address` (`host:port`)."""
     try:
-        return Runtime(
-            telemetry=TelemetryConfig(logging=LoggingConfig.default, metrics=prometheus_config(bind_address))
-        )
+        return Runtime(telemetry=TelemetryConfig(logging=core_logging(), metrics=prometheus_config(bind_address)))
     except ValueError as err:  # the SDK's words: "Address already in use", "invalid socket address syntax"
         raise TelemetryError(
             f"ESCALATIONS_METRICS_ADDRESS={bind_address!r}: {err}. Give a free host:port, or an empty value "
