@@ -12,6 +12,7 @@ header block's `block_id` / the Teams card's `id`, plus an `idempotency-key` hea
 
 from __future__ import annotations
 
+import email.policy
 import hashlib
 import re
 from dataclasses import dataclass
@@ -119,7 +120,9 @@ def build_email(
     life: str | None,
     occurred_at: Any,
 ) -> EmailMessage:
-    msg = EmailMessage()
+    # Lines up to SMTP's 998 characters: no folding of a subject (folded, it reads back with a
+    # leading space in some clients).
+    msg = EmailMessage(policy=email.policy.SMTP.clone(max_line_length=998))
     msg["Message-ID"] = message_id(key, sender)
     msg["From"] = sender
     msg["To"] = to

@@ -96,7 +96,7 @@ class DeliveryResult(ActivityMessage):
     endpoint: str
     status_code: int
     attempt: int
-    digest: str | None = Field(default=None, description="held for this digest (flood control) instead of sent")
+    digest: str | None = Field(default=None, description="handed to this flood-control workflow")
 
 
 class DigestEntry(ActivityMessage):
@@ -105,8 +105,20 @@ class DigestEntry(ActivityMessage):
     sent: bool = Field(description="sent on its own (within the limit) before the digest")
 
 
+class FloodInput(ActivityMessage):
+    """The flood control of one recipient (a person at an endpoint, or a chat endpoint)."""
+
+    flood_key: str
+    channel: Channel
+    endpoint: EndpointRef
+    recipient: Person | None = None
+    limit: int
+    window: timedelta
+    seen: list[str] = Field(default_factory=list, description="recent notice keys, carried across continue-as-new")
+
+
 class DigestInput(ActivityMessage):
-    """A digest window: one recipient through one endpoint, from `start` to `end`."""
+    """One digest window: one recipient through one endpoint, from `start` to `end`."""
 
     digest_id: str
     flood_key: str
@@ -119,13 +131,14 @@ class DigestInput(ActivityMessage):
 
 
 class AdmitInput(ActivityMessage):
+    """A notice handed to its recipient's digest window (the `admit` signal)."""
+
     key: str
-    event: OutboundEvent
+    notice: DeliverInput = Field(description="the notice, without flood control: sent as is if within the limit")
 
-
-class AdmitResult(ActivityMessage):
-    decision: Literal["now", "digest"]
-    digest_id: str
+    @property
+    def event(self) -> OutboundEvent:
+        return self.notice.event
 
 
 class DigestDeliverInput(ActivityMessage):
@@ -140,6 +153,7 @@ class DigestSummary(ActivityMessage):
     sent_alone: int
     digested: int
     delivered: bool
+    failed: list[str] = Field(default_factory=list, description="notices sent on their own that were given up")
 
 
 class ReassignInput(ActivityMessage):

@@ -234,7 +234,10 @@ _SOURCES: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("templ
 
 def _load(name: str) -> tuple[str, str, Callable[[], bool]] | None:
     source = _SOURCES.get({}).get(name)
-    return None if source is None else (source, name, lambda: False)
+    if source is None:
+        return None
+    # Compiled once and cached while the source under this name stays the same.
+    return source, name, lambda: _SOURCES.get({}).get(name) == source
 
 
 def _environment() -> _Sandbox:
@@ -242,8 +245,8 @@ def _environment() -> _Sandbox:
         loader=FunctionLoader(_load),
         undefined=StrictUndefined,
         autoescape=lambda name: bool(name and name.endswith(".html")),
-        auto_reload=False,
-        cache_size=0,
+        auto_reload=True,  # a cached template is used while its source is unchanged (`_load`)
+        cache_size=400,
         keep_trailing_newline=True,
     )
     env.globals["range"] = _bounded_range

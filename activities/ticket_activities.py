@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
-import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,19 +18,17 @@ import aiosmtplib
 import httpx
 import structlog
 from temporalio import activity
-from temporalio.client import WithStartWorkflowOperation
-from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities import channels, templates
 from activities.metrics import record_try, result_of
 from activities.models import (
     AdmitInput,
-    AdmitResult,
     DeliverInput,
     DeliveryResult,
     DigestDeliverInput,
     DigestInput,
+    FloodInput,
     LoadPolicyInput,
     PolicySnapshot,
     ReassignInput,
@@ -42,6 +38,7 @@ from activities.webhooks import sign_headers
 from config.policy import ChannelKind, Endpoint, Policy, PolicyError, load_policy_file, resolve_holidays
 from config.settings import Settings
 from config.urls import endpoint_problems
+from workflows.digest import flood_workflow_id
 from workflows.metrics import DESCRIPTIONS, POLICY_INVALID
 
 log = structlog.get_logger("activities")
@@ -221,7 +218,9 @@ class TicketActivities:
             )
             try:
                 await aiosmtplib.send(
-                    message,
+                    message.as_bytes(),  # flattened by our policy: aiosmtplib's would fold the subject
+                    sender=cfg.sender,
+                    recipients=[to],
                     hostname=cfg.host,
                     port=cfg.smtp_port,
                     username=cfg.username,
@@ -254,39 +253,32 @@ class TicketActivities:
         _raise_for_status(response, f"endpoint {target.name}")
         return response.status_code
 
-    async def _admit(self, request: DeliverInput) -> AdmitResult:
-        """Flood control: ask the recipient's digest window (started if new) whether this notice goes
-        now or waits for the digest. The window is fixed by the event's time (from history), so a
-        retry asks the same window, which answers the same for the same key."""
+    async def _hand_to_flood_control(self, request: DeliverInput) -> str:
+        """Flood control: hand the notice to its recipient's flood-control workflow (started if
+        none runs) with signal-with-start; it sends the notice at once or in its window's digest.
+        A retry hands the same key again, which it recognises."""
         flood = request.flood
         assert flood is not None
-        seconds = flood.window.total_seconds()
-        start = datetime.fromtimestamp(math.floor(request.event.occurred_at.timestamp() / seconds) * seconds, UTC)
-        window = DigestInput(
-            digest_id=digest_id(flood.key, start),
+        workflow_id = flood_workflow_id(flood.key)
+        control = FloodInput(
             flood_key=flood.key,
             channel=request.channel,
             endpoint=request.endpoint.model_copy(update={"url": None}),
             recipient=request.recipient,
             limit=flood.limit,
-            start=start,
-            end=start + flood.window,
+            window=flood.window,
         )
-        operation: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
-            "DigestWindow",
-            window,
-            id=window.digest_id,
+        notice = request.model_copy(update={"flood": None})
+        await activity.client().start_workflow(
+            "FloodControl",
+            control,
+            id=workflow_id,
             task_queue=activity.info().task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            result_type=None,
+            start_signal="admit",
+            start_signal_args=[AdmitInput(key=request.key(), notice=notice)],
+            static_summary=f"flood control for {flood.key}: at most {flood.limit} per {flood.window}",
         )
-        result: AdmitResult = await activity.client().execute_update_with_start_workflow(
-            "admit",
-            AdmitInput(key=request.key(), event=request.event),
-            start_workflow_operation=operation,
-            result_type=AdmitResult,
-        )
-        return result
+        return workflow_id
 
     async def _deliver(self, request: DeliverInput) -> DeliveryResult:
         info = activity.info()
@@ -302,16 +294,15 @@ class TicketActivities:
         )
         if request.channel != "webhook":
             if request.flood is not None:
-                admitted = await self._admit(request)
-                if admitted.decision == "digest":
-                    bound.info("notice.held_for_digest", digest=admitted.digest_id)
-                    return DeliveryResult(
-                        webhook_id=event.id,
-                        endpoint=request.endpoint.name,
-                        status_code=0,
-                        attempt=info.attempt,
-                        digest=admitted.digest_id,
-                    )
+                control = await self._hand_to_flood_control(request)
+                bound.info("notice.handed_to_flood_control", flood_control=control)
+                return DeliveryResult(
+                    webhook_id=event.id,
+                    endpoint=request.endpoint.name,
+                    status_code=0,
+                    attempt=info.attempt,
+                    digest=control,
+                )
             target = self._resolve(request)
             recipient = request.recipient.model_dump() if request.recipient else None
             context = templates.event_context(event.model_dump(mode="json"), self._link(event.ticket_id), recipient)
@@ -442,10 +433,4 @@ class TicketActivities:
 
     def all(self) -> list[object]:
         return [self.load_policy, self.notify, self.cc_department_heads, self.reassign, self.send_digest]
-
-
-def digest_id(flood_key: str, start: datetime) -> str:
-    """The digest window's workflow id: recipient @ endpoint, and the window's start."""
-    safe = re.sub(r"[^A-Za-z0-9._:@-]", "_", flood_key)[:200]
-    return f"digest-{safe}-{start:%Y%m%dT%H%M%SZ}"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -28,6 +29,8 @@ class Mailbox:
     received: list[EmailMessage] = field(default_factory=list)
     messages: dict[str, EmailMessage] = field(default_factory=dict)
     fail_after_storing: int = 0
+    arrived: dict[str, float] = field(default_factory=dict)  # Message-ID -> first arrival (time.time())
+    texts: dict[str, str] = field(default_factory=dict)  # Message-ID -> plain-text body
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -36,10 +39,21 @@ class Mailbox:
         with self.lock:
             self.received.append(msg)
             self.messages.setdefault(str(msg["Message-ID"]), msg)
+            self.arrived.setdefault(str(msg["Message-ID"]), time.time())
+            self.texts.setdefault(str(msg["Message-ID"]), body(msg))
             if self.fail_after_storing > 0:
                 self.fail_after_storing -= 1
                 return "451 4.3.0 try again later"
         return "250 OK"
+
+    def count(self, address_part: str, text_part: str = "") -> int:
+        """Cheap: messages (deduplicated) to an address containing `address_part` whose text has `text_part`."""
+        with self.lock:
+            return sum(
+                1
+                for mid, m in self.messages.items()
+                if address_part in str(m["To"]) and text_part in self.texts.get(mid, "")
+            )
 
     def for_(self, address: str) -> list[EmailMessage]:
         with self.lock:
@@ -61,3 +75,10 @@ class SmtpServer:
 
     def endpoint(self, sender: str = "escalations@example.com") -> dict[str, Any]:
         return {"host": "127.0.0.1", "port": self.port, "security": "none", "sender": sender}
+
+
+def body(message: EmailMessage, kind: str = "plain") -> str:
+    """The text (or html) part of a parsed message."""
+    part = message.get_body((kind,))
+    assert part is not None, f"no {kind} part"
+    return str(part.get_content())

@@ -16,7 +16,7 @@ from config.settings import EndpointSettings
 from tests.conftest import policy_doc
 from tests.helpers import ticket, until, until_async
 from tests.receiver import Receiver
-from tests.smtp import SmtpServer
+from tests.smtp import SmtpServer, body
 
 SLACK_SECRET_PATH = "/slack/T000/B000/XXXXsecretXXXX"
 TEAMS_SECRET_PATH = "/teams/workflows/abc/triggers/manual/paths/invoke?sig=secretsig"
@@ -127,8 +127,8 @@ async def test_email_slack_and_teams_reach_people_and_nothing_secret_is_in_histo
     (breach,) = lead
     assert breach["Subject"] == f"[{t.ticket_id}] Cannot log in (urgent)"
     assert breach["From"] == "escalations@example.com" and breach["To"] == "lee@example.com"
-    text = breach.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    html = breach.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    text = body(breach)
+    html = body(breach, "html")
     for expected in ("SLA breached", t.ticket_id, "Tier: 1 (support)", "ladders.first_response[1] (fr-breach)"):
         assert expected in text
     assert f"/tickets/{t.ticket_id}/timeline?format=md" in text and "<h2>SLA breached</h2>" in html
@@ -183,7 +183,7 @@ async def test_a_retried_email_is_one_message_at_a_receiver_that_dedupes_on_mess
 
         ok = await until_async(delivered, count=4)
     first = [m for m in smtp.mailbox.received if "t1@example.com" in str(m["To"])]
-    warning = [m for m in first if "SLA warning" in m.get_body(("plain",)).get_content()]  # type: ignore[union-attr]
+    warning = [m for m in first if "SLA warning" in body(m)]
     assert len(warning) == 2  # the same notice twice at the server ...
     assert warning[0]["Message-ID"] == warning[1]["Message-ID"]  # ... with one Message-ID ...
     assert len([m for m in smtp.mailbox.for_("t1@example.com") if m["Message-ID"] == warning[0]["Message-ID"]]) == 1
@@ -215,7 +215,7 @@ async def test_smtp_down_for_hours_keeps_the_notice_visible_then_delivers_it(
             mails = await until(lambda: down.mailbox.for_("t1@example.com"), seconds=20)
         finally:
             down.stop()
-    assert mails and any("SLA warning" in m.get_body(("plain",)).get_content() for m in mails)  # type: ignore[union-attr]
+    assert mails and any("SLA warning" in body(m) for m in mails)
 
 
 async def test_an_unconfigured_endpoint_waits_with_a_clear_error(
@@ -311,3 +311,52 @@ def test_notify_preview_prints_each_channel_for_a_sample_ticket(capsys: pytest.C
     check_teams_card(json.loads(capsys.readouterr().out))
     assert main(["notify", "preview", "sla.nope"]) == 2
     assert "unknown event type 'sla.nope'" in capsys.readouterr().err
+
+
+def test_plan_routes_people_by_role_and_person_and_records_who_has_no_address() -> None:
+    from datetime import UTC, datetime
+
+    from activities.models import OutboundEvent, Person
+    from config.policy import parse_policy
+    from workflows import notices
+
+    doc = channel_policy(
+        roles={
+            "assignee": {"endpoints": ["mail"]},
+            "department_head": {"endpoints": ["mail", "ops-slack"], "flood": {"limit": 2, "window": "PT10M"}},
+        },
+        people={"ann": {"endpoints": ["ops-teams"]}},
+    )
+    policy = parse_policy(doc)
+    event = OutboundEvent(
+        id="msg_ticket-T-1_abc_1",
+        type="sla.breached",
+        occurred_at=datetime(2026, 11, 23, 9, tzinfo=UTC),
+        ticket_id="T-1",
+        workflow_id="ticket-T-1",
+        tier=1,
+        department="support",
+        priority="high",
+        recipients=[Person(role="assignee", id="bob"), Person(role="assignee", id="ann")],
+        cc=[Person(role="department_head", id="dana.head", email="dana@example.com")],
+        reason="breach",
+    )
+    planned, skipped = notices.plan(policy, event, "notify")
+    by_key = {p.key: p.deliver for p in planned}
+    assert set(by_key) == {
+        "msg_ticket-T-1_abc_1@local-receiver",  # the webhook feed, by name only
+        "msg_ticket-T-1_abc_1@mail:dana.head",
+        "msg_ticket-T-1_abc_1@ops-slack",
+        "msg_ticket-T-1_abc_1@ops-teams",  # ann's own entry replaces her role's
+    }
+    assert all(d.endpoint.url is None for d in by_key.values())
+    assert skipped == [{"recipient": "bob", "role": "assignee", "endpoint": "mail", "why": "no email address"}]
+    head = by_key["msg_ticket-T-1_abc_1@mail:dana.head"]
+    assert head.flood is not None and head.flood.limit == 2 and head.recipient is not None
+    assert by_key["msg_ticket-T-1_abc_1@ops-teams"].flood is None  # ann has no flood control
+    # A breach to the ticket's own assignee is never held, whatever the flood control says.
+    doc["notifications"]["flood"] = {"limit": 0, "window": "PT1H"}
+    doc["notifications"]["people"]["bob"] = {"email": "bob@example.com"}
+    planned, skipped = notices.plan(parse_policy(doc), event, "notify")
+    bob = next(p.deliver for p in planned if p.key.endswith(":bob"))
+    assert bob.flood is None and skipped == []

@@ -11,7 +11,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.ticket_activities import TicketActivities
 from config.settings import Settings
-from workflows.digest import DigestWindow
+from workflows.digest import FloodControl
 from workflows.ticket import TicketEscalation
 
 
@@ -22,7 +22,7 @@ def build_worker(client: Client, settings: Settings, http: httpx.AsyncClient, ta
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[TicketEscalation, DigestWindow],
+        workflows=[TicketEscalation, FloodControl],
         activities=activities.all(),  # type: ignore[arg-type]
         max_concurrent_activities=100,
         workflow_runner=runner,

@@ -1,19 +1,27 @@
-"""Flood control: one durable window per recipient (a person at an endpoint, or a chat endpoint).
+"""Flood control: one durable workflow per recipient (a person at an endpoint, or a chat endpoint).
 
-`DigestWindow` (workflow id `digest-<recipient@endpoint>-<window start>`) is started, or found, by
-the delivery activity with update-with-start: its `admit` update answers `now` for the first
-`limit` notices of the window and `digest` for the rest, and answers a repeated key (a retried
-notice) exactly as the first time. At the window's end it sends one digest (activity
-`send_digest`, idempotency key = its workflow id, so a retry is the same email Message-ID / chat
-block id) listing every notice of the window, those sent on their own marked as such. A notice
-arriving after the window closed is answered `now`: nothing waits for a digest that has gone.
+`FloodControl` (workflow id `flood-<endpoint>:<person>`) is started, or found, by the delivery
+activity with signal-with-start (`admit`, carrying the notice and its key). A notice arriving when
+no window is open opens one (`window` long, from the policy). The first `limit` notices of a
+window are sent at once, by this workflow (activity `notify`, with the notice's own key, so the
+Message-ID / block id are those of the notice); the rest wait for the window's end, when one
+digest lists every notice of the window, those sent on their own marked as such (activity
+`send_digest`, key `<workflow id>-<window start>`, the same on every retry). A key seen before (a
+retried notice) changes nothing. The workflow ends when nothing new came for `LINGER` after a
+window closed.
 
-Durable: a worker killed mid-window loses nothing; the timer and the admitted notices are in the
-window's history, and the digest goes out once when a worker runs it again.
+Signals, not updates: the server allows ten updates in flight per workflow, and forty tickets
+breaching at one instant to one department head are forty notices at once.
+
+Durable: a worker killed mid-window loses nothing; the admitted notices and the window's timer are
+in this workflow's history, and the digest goes out once when a worker runs it again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import re
 from datetime import timedelta
 
 from temporalio import workflow
@@ -22,77 +30,165 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.models import (
         AdmitInput,
-        AdmitResult,
         DeliveryResult,
         DigestDeliverInput,
         DigestEntry,
         DigestInput,
         DigestSummary,
+        FloodInput,
     )
 
 MAX_LISTED = 500  # entries listed in one digest; beyond, counted ("... and N more")
-MAX_KEYS = 5000  # keys remembered for answering retries the same way
+MAX_KEYS = 2000  # keys remembered, so a retried notice is recognised (carried across continue-as-new)
+# After a window closes, the workflow waits this long for more before it ends (and forgets the
+# keys): a ticket retries a notice whose hand-over it did not hear back about within minutes.
+LINGER = timedelta(minutes=15)
+TRY_FOR = timedelta(days=2)
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=10),
+    maximum_interval=timedelta(minutes=10),
+    non_retryable_error_types=["DeliveryRejected", "TemplateFailed"],
+)
 
 
-@workflow.defn(name="DigestWindow")
-class DigestWindow:
+def flood_workflow_id(flood_key: str) -> str:
+    return "flood-" + re.sub(r"[^A-Za-z0-9._:@-]", "_", flood_key)[:200]
+
+
+@workflow.defn(name="FloodControl")
+class FloodControl:
     @workflow.init
-    def __init__(self, window: DigestInput) -> None:
-        self._window = window
+    def __init__(self, flood: FloodInput) -> None:
+        self._flood = flood
+        self._inbox: list[AdmitInput] = []
+        self._seen: list[str] = list(flood.seen)[-MAX_KEYS:]
+        self._known = set(self._seen)
         self._entries: list[DigestEntry] = []
-        self._answers: dict[str, bool] = {}  # key -> sent on its own
         self._more = 0
         self._alone = 0
-        self._closed = False
+        self._held = 0
+        self._windows: list[DigestSummary] = []
+        self._sending: set[asyncio.Task[None]] = set()
 
-    @workflow.update(name="admit")
-    def admit(self, request: AdmitInput) -> AdmitResult:
-        digest = self._window.digest_id
-        known = self._answers.get(request.key)
-        if known is not None:
-            return AdmitResult(decision="now" if known else "digest", digest_id=digest)
-        if self._closed or len(self._answers) >= MAX_KEYS:
-            return AdmitResult(decision="now", digest_id=digest)
-        alone = self._alone < self._window.limit
-        self._alone += 1 if alone else 0
-        self._answers[request.key] = alone
-        if len(self._entries) < MAX_LISTED:
-            self._entries.append(DigestEntry(key=request.key, event=request.event, sent=alone))
-        else:
-            self._more += 1
-        return AdmitResult(decision="now" if alone else "digest", digest_id=digest)
+    @workflow.signal(name="admit")
+    def admit(self, request: AdmitInput) -> None:
+        if request.key in self._known or any(r.key == request.key for r in self._inbox):
+            return  # the same notice again (a retry): already taken care of
+        self._inbox.append(request)
 
     @workflow.query(name="entries")
     def entries(self) -> list[DigestEntry]:
+        """The notices of the open window."""
         return list(self._entries)
 
-    @workflow.run
-    async def run(self, window: DigestInput) -> DigestSummary:
-        wait = window.end - workflow.now()
-        if wait > timedelta(0):
-            await workflow.sleep(wait, summary="digest window ends")
-        self._closed = True
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        held = sum(1 for sent in self._answers.values() if not sent)
+    @workflow.query(name="windows")
+    def windows(self) -> list[DigestSummary]:
+        """The windows closed so far in this run."""
+        return list(self._windows)
+
+    def _send_alone(self, request: AdmitInput) -> None:
+        async def send() -> None:
+            try:
+                await workflow.execute_activity(
+                    "notify",
+                    request.notice,
+                    activity_id=request.key,
+                    summary=f"{request.event.type} -> {self._flood.endpoint.name} (within the flood limit)",
+                    result_type=DeliveryResult,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    schedule_to_close_timeout=TRY_FOR,
+                    retry_policy=RETRY,
+                )
+            except Exception as exc:  # given up after its retry window: logged (the digest lists it)
+                workflow.logger.warning("notice %s not delivered: %s", request.key, exc)
+
+        task = asyncio.create_task(send())
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    def _take(self) -> None:
+        while self._inbox:
+            request = self._inbox.pop(0)
+            if request.key in self._known:
+                continue  # the same notice again (a retry): already taken care of
+            self._known.add(request.key)
+            self._seen.append(request.key)
+            if len(self._seen) > MAX_KEYS:
+                self._known.discard(self._seen.pop(0))
+            alone = self._alone < self._flood.limit
+            if alone:
+                self._alone += 1
+                self._send_alone(request)
+            else:
+                self._held += 1
+            if len(self._entries) < MAX_LISTED:
+                self._entries.append(DigestEntry(key=request.key, event=request.event, sent=alone))
+            else:
+                self._more += 1
+
+    async def _window(self) -> None:
+        flood = self._flood
+        start = workflow.now()
+        end = start + flood.window
+        digest_id = f"{workflow.info().workflow_id}-{start:%Y%m%dT%H%M%S}"
+        self._entries, self._more, self._alone, self._held = [], 0, 0, 0
+        while workflow.now() < end:
+            self._take()
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: bool(self._inbox), timeout=end - workflow.now(), timeout_summary="flood window ends"
+                )
+        self._take()  # what arrived with the timer still belongs to this window
         delivered = False
-        if held:
-            await workflow.execute_activity(
-                "send_digest",
-                DigestDeliverInput(digest=window, entries=self._entries, more=self._more),
-                activity_id=window.digest_id,
-                summary=f"digest of {len(self._answers)} notices -> {window.endpoint.name}",
-                result_type=DeliveryResult,
-                start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=timedelta(days=2),
-                retry_policy=RetryPolicy(
-                    maximum_interval=timedelta(minutes=10), non_retryable_error_types=["DeliveryRejected"]
-                ),
+        if self._held:
+            window = DigestInput(
+                digest_id=digest_id,
+                flood_key=flood.flood_key,
+                channel=flood.channel,
+                endpoint=flood.endpoint,
+                recipient=flood.recipient,
+                limit=flood.limit,
+                start=start,
+                end=end,
             )
-            delivered = True
-        return DigestSummary(
-            digest_id=window.digest_id,
-            admitted=len(self._answers),
-            sent_alone=self._alone,
-            digested=held,
-            delivered=delivered,
+            try:
+                await workflow.execute_activity(
+                    "send_digest",
+                    DigestDeliverInput(digest=window, entries=self._entries, more=self._more),
+                    activity_id=digest_id,
+                    summary=f"digest of {len(self._entries) + self._more} notices -> {flood.endpoint.name}",
+                    result_type=DeliveryResult,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    schedule_to_close_timeout=TRY_FOR,
+                    retry_policy=RETRY,
+                )
+                delivered = True
+            except Exception as exc:
+                workflow.logger.error("digest %s not delivered: %s", digest_id, exc)
+        self._windows.append(
+            DigestSummary(
+                digest_id=digest_id,
+                admitted=len(self._entries) + self._more,
+                sent_alone=self._alone,
+                digested=self._held,
+                delivered=delivered,
+            )
         )
+        self._entries = []
+
+    @workflow.run
+    async def run(self, flood: FloodInput) -> list[DigestSummary]:
+        await workflow.wait_condition(lambda: bool(self._inbox))
+        while self._inbox:
+            await self._window()
+            if workflow.info().is_continue_as_new_suggested() and not self._sending:
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                carried = flood.model_copy(update={"seen": self._seen})
+                workflow.continue_as_new(carried)
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: bool(self._inbox), timeout=max(LINGER, flood.window), timeout_summary="idle"
+                )
+        await workflow.wait_condition(lambda: not self._sending)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._windows

@@ -277,7 +277,9 @@ class TicketRunner:
                 result_type=result_type,
                 **DELIVERY_OPTIONS,
             )
-            detail = {"outcome": result.outcome} if isinstance(result, ReassignResult) else {}
+            detail: dict[str, Any] = {"outcome": result.outcome} if isinstance(result, ReassignResult) else {}
+            if isinstance(result, DeliveryResult) and result.digest:
+                detail = {"flood_control": result.digest}  # the recipient's window sends it (or its digest)
             outcome = Delivery(notice.key, ok=True, detail=detail)
         except ActivityError as err:
             cause = err.cause
