@@ -25,7 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.models import DigestSummary
 from config.settings import EndpointSettings
-from tests.conftest import policy_doc
+from tests.conftest import TEST_CODEC_KEYS, policy_doc
 from tests.helpers import LEAD, ticket
 from tests.smtp import SmtpServer, body
 from workflows.digest import flood_workflow_id
@@ -163,7 +163,7 @@ def start_worker(address: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "tests.worker_process", address],
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=open(os.environ.get("WORKER_STDERR", os.devnull), "ab"),  # noqa: SIM115
     )
     assert process.stdout is not None
     for _ in range(200):  # the worker's log lines come first
@@ -188,6 +188,7 @@ async def test_a_worker_killed_mid_window_still_sends_the_digest_once_and_comple
         "ESCALATIONS_ENDPOINTS": json.dumps({"mail": smtp.endpoint()}),
         "ESCALATIONS_LOG_LEVEL": "WARNING",
         "ESCALATIONS_WORKFLOW_SANDBOX": "false",
+        "ESCALATIONS_CODEC_KEYS": TEST_CODEC_KEYS,
     }
     address = dev_env.client.service_client.config.target_host
     first = start_worker(address, env)
