@@ -72,12 +72,26 @@ def percentile(values: Sequence[float], p: float) -> float | None:
 _DURATION = re.compile(r"^(?:(?P<days>-?\d+) days?, )?(?P<h>\d+):(?P<m>\d\d):(?P<s>\d\d(?:\.\d+)?)$")
 
 
+_ISO_DURATION = re.compile(
+    r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
+)
+
+
 def parse_duration(text: Any) -> timedelta | None:
-    """`str(timedelta)` as the timeline writes it ('1 day, 2:00:00', '0:30:00'), or seconds."""
+    """`str(timedelta)` as the workflow writes it ('1 day, 2:00:00', '0:30:00'), ISO 8601 ('PT4H',
+    'P1DT2H') as the exported timeline writes it, or seconds."""
     if isinstance(text, int | float) and not isinstance(text, bool):
         return timedelta(seconds=float(text))
     if not isinstance(text, str):
         return None
+    iso = _ISO_DURATION.match(text.strip())
+    if iso and text.strip() not in ("P", "PT"):
+        return timedelta(
+            days=float(iso["d"] or 0),
+            hours=float(iso["h"] or 0),
+            minutes=float(iso["m"] or 0),
+            seconds=float(iso["s"] or 0),
+        )
     m = _DURATION.match(text.strip())
     if not m:
         return None
@@ -92,6 +106,14 @@ def _parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _int(value: Any) -> int:
+    """A tier number from a stored row; anything unreadable counts as 0."""
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
 
 
 def _agent_of(actor: str | None) -> str | None:
@@ -237,7 +259,7 @@ def derive(ticket: TicketFacts, business: Business, now: datetime) -> TicketRevi
         priority=str(rd.get("priority") or ticket.priority or "unknown"),
         policy_version=str((opened.detail.get("policy_version") if opened else None) or "unknown"),
         department=str(rd.get("department") or "unknown"),
-        tier=0 if rd.get("self_service") else int(rd.get("tier") or 0),
+        tier=0 if rd.get("self_service") else _int(rd.get("tier")),
         calendar=rd.get("calendar"),
     )
     cal = review.calendar
@@ -290,7 +312,7 @@ def derive(ticket: TicketFacts, business: Business, now: datetime) -> TicketRevi
             for name in list(clocks):
                 close_clock(name, e.at)
             end_pause(e.at)
-            tier = int(d.get("tier") or 0)
+            tier = _int(d.get("tier"))
             start = e.at
             if human_start is None:
                 # The first tier's clocks start when the ticket opened (unless it went through Tier 0).
@@ -323,14 +345,16 @@ def derive(ticket: TicketFacts, business: Business, now: datetime) -> TicketRevi
             pause_start = pause_start or e.at
         elif kind == "sla_resumed":
             end_pause(e.at)
-            deadlines = d.get("deadlines") or {}
+            raw = d.get("deadlines")
+            deadlines: dict[str, Any] = raw if isinstance(raw, dict) else {}
             for name, run in clocks.items():
                 if run.running_since is None:
                     run.running_since = e.at
                     run.remaining_at_pause = None
                     run.deadline = _parse_time(deadlines.get(name)) or run.deadline
         elif kind == "priority_changed":
-            for name, value in (d.get("deadlines_after") or {}).items():
+            after_change = d.get("deadlines_after")
+            for name, value in after_change.items() if isinstance(after_change, dict) else []:
                 if name in clocks:
                     clocks[name].deadline = _parse_time(value)
         elif kind == "acknowledged":

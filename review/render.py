@@ -41,7 +41,10 @@ def parse_instant(text: str, name: str) -> datetime:
         raise PeriodError(f"{name}: expected e.g. 30d, 12h, 2w or an RFC 3339 time, got {text[:40]!r}") from None
     if parsed.tzinfo is None:
         raise PeriodError(f"{name}: needs a UTC offset (e.g. 2026-11-01T00:00:00+00:00)")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise PeriodError(f"{name}: out of range") from None
 
 
 def period(since: str, until: str | None, now: datetime) -> tuple[datetime, datetime]:

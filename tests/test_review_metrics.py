@@ -216,3 +216,50 @@ def test_table_csv_and_periods(generated: tuple[list[TicketFacts], object]) -> N
             period(bad, None, NOW)
     with pytest.raises(PeriodError, match="until"):
         period("1d", "2020-01-01T00:00:00+00:00", NOW)
+    for since, until in (
+        ("0001-01-01T00:00:00+14:00", "0001-01-02T00:00:00+00:00"),
+        ("9999-12-30T00:00:00+00:00", "9999-12-31T23:59:59-14:00"),
+        ("0001-01-01T00:00:00+00:00", None),
+    ):
+        with pytest.raises(PeriodError):
+            period(since, until, NOW)
+    # The extreme ends of the calendar that are valid still give a review.
+    start, end = period("0001-01-01T00:00:00+00:00", "0001-01-02T00:00:00+00:00", NOW)
+    assert review([], ALWAYS, since=start, until=end, now=NOW).overall.tickets == 0
+    start, end = period("9999-12-30T00:00:00+00:00", "9999-12-31T23:59:59+00:00", NOW)
+    assert len(review([], ALWAYS, since=start, until=end, now=NOW).series) == 2
+
+
+def test_durations_in_both_spellings() -> None:
+    from review.metrics import parse_duration
+
+    assert parse_duration("1 day, 2:00:00") == parse_duration("P1DT2H") == timedelta(hours=26)
+    assert parse_duration("0:30:00") == parse_duration("PT30M") == timedelta(minutes=30)
+    assert parse_duration("PT1H30M15.5S") == timedelta(hours=1, minutes=30, seconds=15.5)
+    assert parse_duration(90) == timedelta(seconds=90)
+    for bad in ("P", "PT", "soon", None, True, "-1", ""):
+        assert parse_duration(bad) is None
+
+
+def test_rows_with_garbage_values_do_not_break_the_review() -> None:
+    """Stored rows are the workflow's, but a review must never fail on one odd row."""
+    at = NOW - timedelta(days=2)
+    rows = [
+        EventRow(at=at, kind="ticket_opened", detail={"policy_version": None, "opened_at": "not a time"}),
+        EventRow(at=at, kind="routed", detail={"tier": "x", "department": None, "calendar": 5, "priority": None}),
+        EventRow(at=at, kind="tier_entered", detail={"tier": [1], "department": {"a": 1}}),
+        EventRow(at=at, kind="sla_started", detail={"clock": None, "target": "soon", "deadline": "later"}),
+        EventRow(at=at, kind="sla_breached", detail={}),
+        EventRow(at=at, kind="escalated", detail={"kind": None, "reason": None, "rule": 7}),
+        EventRow(at=at, kind="reassigned", detail={"from": "x", "to": ["y"]}),
+        EventRow(at=at, kind="sla_paused", detail={}),
+        EventRow(at=at, kind="sla_resumed", detail={"deadlines": "none"}),
+        EventRow(at=at, kind="priority_changed", detail={"deadlines_after": "x"}),
+        EventRow(at=at, kind="priority_changed", detail={"deadlines_after": None}),
+        EventRow(at=at, kind="resolved", actor=None, detail={}),
+    ]
+    for group_by in GROUP_BYS:
+        r = review(
+            [TicketFacts(ticket_id="X", events=rows)], ALWAYS, since=SINCE, until=NOW, now=NOW, group_by=group_by
+        )
+        assert r.overall.tickets == 1

@@ -42,3 +42,18 @@ async def test_page_renders_a_review_offline(browser: Any, tmp_path: Any) -> Non
     assert await links.first.get_attribute("href") == f"/review/timeline?ticket={first}"
     assert all(u.startswith("file://") for u in requests), requests  # nothing fetched from anywhere else
     await context.close()
+
+
+async def test_page_renders_an_empty_period(browser: Any) -> None:
+    """No tickets at all: the page still draws, says so, and throws nothing."""
+    empty = review([], {}, since=SINCE, until=NOW, now=NOW, group_by="tier")
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    await page.goto(ASSET_URI)
+    await page.evaluate("(r) => render(r)", json.loads(empty.model_dump_json()))
+    assert await page.locator("body[data-loaded=true]").count() == 1
+    assert "nothing in this period" in await page.locator("#chart-reasons").inner_text()
+    assert await page.locator("#at-risk a").count() == 0
+    assert errors == []
+    await page.close()
