@@ -39,6 +39,10 @@ def channel_policy(**notifications: Any) -> dict[str, Any]:
     return doc
 
 
+def smtp_settings(smtp: SmtpServer) -> EndpointSettings:
+    return EndpointSettings.model_validate(smtp.endpoint())
+
+
 def endpoint_settings(smtp: SmtpServer, receiver: Receiver) -> dict[str, EndpointSettings]:
     return {
         "mail": EndpointSettings.model_validate(smtp.endpoint() | {"password": "smtp-password-never-in-history"}),
@@ -360,3 +364,88 @@ def test_plan_routes_people_by_role_and_person_and_records_who_has_no_address() 
     planned, skipped = notices.plan(parse_policy(doc), event, "notify")
     bob = next(p.deliver for p in planned if p.key.endswith(":bob"))
     assert bob.flood is None and skipped == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+        "{{ 'x' * 100000000 }}",
+        "{{ '{:>999999999}'.format(1) }}",
+        "{{ 'x'|center(1000000000) }}",
+        "{% for i in range(20000) %}{% for j in range(20000) %}.{% endfor %}{% endfor %}",
+        "{{ range(10000000)|list|length }}",
+        "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
+        "{{ ().__class__.__bases__[0].__subclasses__() }}",
+    ],
+)
+def test_the_template_sandbox_stops_loops_explosions_and_escapes(source: str) -> None:
+    from activities import templates
+
+    context = templates.sample_context("email", "sla.breached")
+    with pytest.raises(templates.TemplateFailure) as failure:
+        templates.render({"email": {"default": {"text": source}}}, "email", "sla.breached", context)
+    assert failure.value.name == "notifications.templates.email.default.text"
+
+
+async def test_flood_control_takes_a_retried_hand_over_once(ts_env: WorkflowEnvironment, make_harness: Any) -> None:
+    from datetime import UTC, datetime
+
+    from activities.models import (
+        AdmitInput,
+        DeliverInput,
+        DigestSummary,
+        EndpointRef,
+        FloodInput,
+        OutboundEvent,
+        Person,
+    )
+    from workflows.digest import FloodControl, flood_workflow_id
+
+    smtp = SmtpServer().start()
+    head = Person(role="department_head", id="dana.head", email="dana@example.com")
+    try:
+        async with make_harness(ts_env, None, channel_policy(), endpoints={"mail": smtp_settings(smtp)}) as h:
+            control = FloodInput(
+                flood_key="mail:dana.head",
+                channel="email",
+                endpoint=EndpointRef(name="mail"),
+                recipient=head,
+                limit=0,
+                window=timedelta(minutes=10),
+            )
+
+            def notice(n: int) -> AdmitInput:
+                event = OutboundEvent(
+                    id=f"msg_ticket-T-{n}_abc_1",
+                    type="ticket.cc",
+                    occurred_at=datetime.now(UTC),
+                    ticket_id=f"T-{n}",
+                    workflow_id=f"ticket-T-{n}",
+                    tier=1,
+                    department="support",
+                    priority="high",
+                    cc=[head],
+                    reason="breach",
+                )
+                request = DeliverInput(event=event, endpoint=EndpointRef(name="mail"), channel="email", recipient=head)
+                return AdmitInput(key=request.key(), notice=request)
+
+            for admitted in (notice(1), notice(2), notice(1)):  # T-1's hand-over is retried
+                await h.client.start_workflow(
+                    FloodControl.run,
+                    control,
+                    id=flood_workflow_id(control.flood_key),
+                    task_queue=h.task_queue,
+                    start_signal="admit",
+                    start_signal_args=[admitted],
+                )
+            handle = h.client.get_workflow_handle(flood_workflow_id(control.flood_key))
+            await ts_env.sleep(timedelta(minutes=11))  # past the window's end
+            await until(lambda: smtp.mailbox.for_("dana@example.com"))
+            (window,) = await handle.query("windows", result_type=list[DigestSummary])
+    finally:
+        smtp.stop()
+    assert (window.admitted, window.digested, window.sent_alone, window.delivered) == (2, 2, 0, True)
+    (digest,) = smtp.mailbox.for_("dana@example.com")
+    assert "- T-1 " in body(digest) and "- T-2 " in body(digest) and body(digest).count("- T-1 ") == 1
