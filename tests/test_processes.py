@@ -194,7 +194,8 @@ def test_worker_api_and_codec_server_as_separate_processes(
         assert plain(decoded) == [EMAIL, NAME, SUBJECT]
 
         # Without the token, or with a wrong one, the codec server decrypts nothing.
-        wrong = stack.show("PROC-1", "--codec-endpoint", stack.codec, "--codec-auth", "Bearer nope", check=False)
+        bad_token = ("--codec-endpoint", stack.codec, "--codec-auth", "Bearer nope", "--command-timeout", "5s")
+        wrong = stack.show("PROC-1", *bad_token, check=False)
         assert plain(wrong) == []
         body: dict[str, list[object]] = {"payloads": []}
         assert httpx.post(f"{stack.codec}/decode", json=body).status_code == 401
