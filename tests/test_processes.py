@@ -190,6 +190,15 @@ def test_worker_api_and_codec_server_as_separate_processes(
         raw = stack.show("PROC-1")
         assert "PROC-1" in raw and "binary/encrypted" in readable(raw)
         assert plain(raw) == [], "customer data in plain text in the raw history"
+        # The UI's summary and details, and the timers' labels (user metadata) are payloads too: encrypted.
+        metadata = [e["userMetadata"] for e in json.loads(raw)["events"] if "userMetadata" in e]
+        encodings = {
+            base64.b64decode(part["metadata"]["encoding"]).decode()
+            for m in metadata
+            for part in (m.get("summary"), m.get("details"))
+            if part
+        }
+        assert metadata and encodings == {"binary/encrypted"}
         decoded = stack.show_decoded("PROC-1")
         assert plain(decoded) == [EMAIL, NAME, SUBJECT]
 
