@@ -37,6 +37,7 @@ class PolicySnapshot(ActivityMessage):
     fingerprint: str
     source: str
     document: dict[str, Any]
+    store_events: bool = True
 
 
 class Person(ActivityMessage):
@@ -168,3 +169,64 @@ class ReassignInput(ActivityMessage):
 class ReassignResult(ActivityMessage):
     outcome: Literal["applied", "skipped"]
     detail: str = ""
+
+
+# ---------------------------------------------------------------------- the record store
+class StoredEvent(ActivityMessage):
+    """One row of a ticket's record in the store (`store.models.EventRow`)."""
+
+    seq: int = Field(description="event number within the ticket's life, from 0, across continue-as-new")
+    stream: Literal["timeline", "action"] = "timeline"
+    at: AwareDatetime
+    kind: str
+    actor: str | None = None
+    rule: str | None = None
+    clock: str | None = None
+    deadline: str | None = None
+    tier: int | None = None
+    department: str | None = None
+    reason: str | None = None
+    policy_version: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class TicketRecord(ActivityMessage):
+    """The ticket's summary row (`store.models.TicketRow`), as of the batch it comes with."""
+
+    life_id: str
+    ticket_id: str
+    workflow_id: str
+    opened_at: AwareDatetime
+    channel: str
+    category: str
+    priority: str
+    segment: str
+    source: str = "unknown"
+    policy_version: str
+    route: str | None = None
+    state: str
+    tier: int
+    department: str
+    current_priority: str
+    assignee: str | None = None
+    escalations: int = 0
+    breaches: int = 0
+    first_response_at: AwareDatetime | None = None
+    resolved_at: AwareDatetime | None = None
+    closed_at: AwareDatetime | None = None
+    summary: dict[str, Any] | None = None
+    ticket: dict[str, Any] | None = Field(default=None, description="the ticket as opened; sent with the first batch")
+    complete: bool = True
+
+
+class StoreBatch(ActivityMessage):
+    """Events `first_seq` .. `first_seq + len(events) - 1` of one ticket life, and its summary row."""
+
+    record: TicketRecord
+    first_seq: int
+    events: list[StoredEvent] = Field(default_factory=list)
+
+
+class StoreResult(ActivityMessage):
+    written: int = Field(description="rows new to the store")
+    duplicates: int = Field(default=0, description="rows already there (a retried or repeated flush)")

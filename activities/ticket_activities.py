@@ -155,6 +155,7 @@ class TicketActivities:
             fingerprint=fingerprint,
             source=self._settings.policy_path.name,
             document=policy.model_dump(mode="json"),
+            store_events=self._settings.store_events,
         )
 
     # ------------------------------------------------------------------ channels

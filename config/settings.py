@@ -70,6 +70,16 @@ class Settings(BaseSettings):
     dev_server_port: int = 7233
     dev_ui_port: int = 8233
 
+    # Temporal keeps a closed ticket's history this long (namespace retention, set on the embedded
+    # default at start; on a cluster or Temporal Cloud it is the namespace's setting).
+    retention_days: int = Field(default=7, ge=1, le=3650)
+
+    # The ticket record store (events and summaries, kept after Temporal's retention).
+    store_url: SecretStr | None = Field(
+        default=None, description="SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/db; unset: SQLite in data_dir"
+    )
+    store_events: bool = Field(default=True, description="write each ticket's events to the record store")
+
     policy_path: Path = DEFAULT_POLICY
 
     # Side effects.
@@ -184,6 +194,12 @@ class Settings(BaseSettings):
         from workers.connection import envconfig_profile
 
         return envconfig_profile(self.temporal_profile).address or f"127.0.0.1:{self.dev_server_port}"
+
+    @property
+    def store_database_url(self) -> str:
+        if self.store_url is not None:
+            return self.store_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'store.db'}"
 
     @property
     def uses_dev_secret(self) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ from temporalio.worker import Worker
 
 from api.client import TicketClient
 from config.settings import DEFAULT_POLICY, Settings
+from tests.pg import PostgresServer, start_postgres
 from tests.receiver import Receiver, start_receiver
 from workers.codec import EncryptionCodec, KeyRing, data_converter
 from workers.connection import binary, register_search_attributes
@@ -91,9 +94,14 @@ def write_policy(tmp_path: Path) -> Callable[[dict[str, Any]], Path]:
     return write
 
 
-def make_settings(policy_path: Path, receiver: Receiver | None) -> Settings:
+# Workers in tests write their record store here unless a test gives its own (`store_url` fixture).
+TEST_STORE_URL = f"sqlite:///{tempfile.gettempdir()}/escalations-test-store-{os.getpid()}.db"
+
+
+def make_settings(policy_path: Path, receiver: Receiver | None, store_url: str | None = None) -> Settings:
     return Settings(
         policy_path=policy_path,
+        store_url=SecretStr(store_url or TEST_STORE_URL),
         webhook_url=f"{receiver.url}/events" if receiver else None,
         helpdesk_url=receiver.url if receiver else None,
         webhook_secret=SecretStr(TEST_SECRET),
@@ -120,9 +128,13 @@ def make_harness(write_policy: Callable[[dict[str, Any]], Path]) -> Callable[...
 
     @asynccontextmanager
     async def make(
-        env: WorkflowEnvironment, receiver: Receiver | None, doc: dict[str, Any] | None = None, **overrides: Any
+        env: WorkflowEnvironment,
+        receiver: Receiver | None,
+        doc: dict[str, Any] | None = None,
+        store_url: str | None = None,
+        **overrides: Any,
     ) -> AsyncIterator[Harness]:
-        settings = make_settings(write_policy(doc or policy_doc()), receiver)
+        settings = make_settings(write_policy(doc or policy_doc()), receiver, store_url)
         if overrides:
             settings = settings.model_copy(update=overrides)
         task_queue = f"tq-{uuid.uuid4().hex[:8]}"
@@ -141,3 +153,23 @@ async def browser() -> AsyncIterator[Any]:
 
     async with launch() as b:
         yield b
+
+
+# ---------------------------------------------------------------------- the record store's databases
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session (the machine's binaries, a private temporary cluster)."""
+    server = start_postgres()
+    if server is None:
+        pytest.skip("no PostgreSQL binaries found (Debian: apt-get install postgresql; or ESCALATIONS_PG_BIN)")
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty record store: a SQLite file, or a new database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.new_database()

@@ -35,6 +35,17 @@ log = structlog.get_logger("worker")
 Role = Literal["worker", "api", "codec"]
 ALL_ROLES: frozenset[Role] = frozenset({"worker", "api", "codec"})
 
+async def prepare_store(settings: Settings) -> None:
+    """Open the record store and apply its migrations. A database that is down does not stop the
+    worker: the tickets keep their events until it is back (the activity retries without limit)."""
+    from store.repository import shared_store
+
+    try:
+        store = await asyncio.to_thread(shared_store, settings.store_database_url)
+        log.info("store.ready", url=store.describe(), revision=store.revision())
+    except Exception as err:
+        log.warning("store.unavailable", error=f"{type(err).__name__}: {str(err)[:300]}")
+
 
 async def serve(
     settings: Settings,
@@ -155,6 +166,7 @@ async def _serve_roles(settings: Settings, wanted: set[Role], codec: Any, stop: 
         # The API alone starts while Temporal is down (its /readyz answers 503 until it is back); a worker
         # needs the connection to start polling.
         client = await connect(settings, lazy="worker" not in wanted)
+        await prepare_store(settings)
     worker = None
     worker_task: asyncio.Task[Any] | None = None
     tasks: dict[str, asyncio.Task[Any]] = {}

@@ -9,6 +9,7 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from activities.store_activities import StoreActivities
 from activities.ticket_activities import TicketActivities
 from config.settings import Settings
 from workflows.digest import FloodControl
@@ -23,7 +24,7 @@ def build_worker(client: Client, settings: Settings, http: httpx.AsyncClient, ta
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=[TicketEscalation, FloodControl],
-        activities=activities.all(),  # type: ignore[arg-type]
+        activities=[*activities.all(), *StoreActivities(settings).all()],  # type: ignore[list-item]
         max_concurrent_activities=100,
         workflow_runner=runner,
         # SIGTERM: stop polling, let running activities finish (then cancel them; Temporal retries them elsewhere)

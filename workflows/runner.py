@@ -28,9 +28,9 @@ from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from activities.models import DeliveryResult, LoadPolicyInput, PolicySnapshot, ReassignResult
+from activities.models import DeliveryResult, LoadPolicyInput, PolicySnapshot, ReassignResult, StoreBatch, StoreResult
 from config.policy import Policy, policy_from_snapshot
-from workflows import machine, sla, summary
+from workflows import machine, recording, sla, summary
 from workflows import search_attributes as sa
 from workflows.machine import Action, Ctx, Decision, Delivery, Refusal, Undecodable
 from workflows.metrics import TicketMetrics
@@ -60,6 +60,12 @@ DELIVERY_OPTIONS: dict[str, Any] = {
 POLICY_OPTIONS: dict[str, Any] = {
     "start_to_close_timeout": timedelta(seconds=10),
     "retry_policy": RetryPolicy(maximum_interval=timedelta(minutes=1)),
+}
+# Writing the ticket's record never gives up either: a database outage delays the record, the
+# ticket goes on meanwhile, and it completes only once everything is stored (see `recording.py`).
+STORE_OPTIONS: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "retry_policy": RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)),
 }
 NOT_OPENED = "the ticket has not been opened yet; its policy is loading"
 REFUSALS_PATCH = "timeline-refusals-v1"  # `record_refusal` is a timeline row, no longer an unknown action
@@ -135,6 +141,9 @@ class TicketRunner:
         self._published: dict[str, Any] = {}
         self._reported = 0  # refusals reported by clients in this run (`record_refusal`)
         self._metrics = TicketMetrics()  # metrics only: no history, nothing decided from it
+        # The record store: events are numbered and kept here until stored (see `recording.py`).
+        self._recorder = recording.Recorder(carried.store if carried else None, self._runs)
+        self._store_on = False
 
     # ------------------------------------------------------------------ accessors
     @property
@@ -175,12 +184,16 @@ class TicketRunner:
             **POLICY_OPTIONS,
         )
         self._policy_ref = PolicyRef(
-            version=snapshot.version, fingerprint=snapshot.fingerprint, document=snapshot.document
+            version=snapshot.version,
+            fingerprint=snapshot.fingerprint,
+            document=snapshot.document,
+            store_events=snapshot.store_events,
         )
         # A task boundary before any decision: when the local activity's task was completed early
         # (a slow worker, a query waiting on the new ticket), `workflow.now()` right after it differs
         # between the live run and a replay. After a timer it is the next task's start in both.
         await workflow.sleep(timedelta(milliseconds=1), summary="policy loaded")
+        self._store_start()
         self._apply(machine.open_ticket(self.policy, snapshot.version, self._ticket, self._ctx()))
         if self._carried_refused is not None:
             self._timeline.append(
@@ -201,6 +214,8 @@ class TicketRunner:
         self._metrics.opened(self._ticket.channel, self.state)
 
     def _decide(self, event: machine.Input) -> Decision:
+        if getattr(event, "input", None) == "action" and self._store_wanted():
+            self._record_action(event)  # type: ignore[arg-type]
         decision = machine.decide(self.state, self.policy, self._ticket, event, self._ctx())
         self._apply(decision)
         return decision
@@ -208,6 +223,15 @@ class TicketRunner:
     def _apply(self, decision: Decision) -> None:
         before, self._state = self._state, decision.state
         self._metrics.decided(before, decision.state, decision.events, decision.effects)
+        if decision.events and self._store_wanted():
+            self._recorder.record_events(
+                decision.events,
+                before.tier if before else None,
+                before.department if before else None,
+                decision.state,
+                self._policy_version(),
+                workflow.now(),
+            )
         for event in decision.events:
             self._timeline.append(event)
             if event.kind in _LOGGED_AT_WARNING:
@@ -247,6 +271,9 @@ class TicketRunner:
         retries = [n.next_attempt_at for n in self.state.outbox if self._waiting(n)]
         if retries and (due is None or min(retries) < due[0]):
             due = (min(retries), "retry undelivered notices")
+        flush = self._recorder.due() if self._store_on else None
+        if flush is not None and (due is None or flush < due[0]):
+            due = (flush, "store events")
         return due
 
     def _timer_due(self) -> bool:
@@ -297,7 +324,91 @@ class TicketRunner:
 
     def _carried(self) -> Carried:
         assert self._policy_ref is not None
-        return Carried(policy=self._policy_ref, state=self.state, runs=self._runs)
+        store = self._recorder.carry() if self._store_on else None
+        return Carried(policy=self._policy_ref, state=self.state, runs=self._runs, store=store)
+
+    # ------------------------------------------------------------------ the record store
+    def _store_wanted(self) -> bool:
+        ref = self._policy_ref
+        return ref is not None and ref.store_events
+
+    def _policy_version(self) -> str:
+        return self._policy_ref.version if self._policy_ref else ""
+
+    def _store_start(self) -> None:
+        """At the first task of a run: write the record store from here on (new code, setting on)."""
+        self._store_on = self._store_wanted() and workflow.patched(recording.STORE_PATCH)
+
+    def _store_late(self) -> None:
+        # Called only where a run completes or continues as new: a run that replayed from before the
+        # store came starts storing here (live), and replays its old ending unchanged (no marker).
+        if not self._store_on and self._store_wanted():
+            self._store_on = workflow.patched(recording.STORE_LATE_PATCH)
+
+    def _store_ready_to_finish(self) -> bool:
+        self._store_late()
+        return not self._store_on or not self._recorder.waiting(final=True)
+
+    def _store_ready_to_continue(self) -> bool:
+        self._store_late()
+        if not self._store_on or not self._recorder.waiting(final=False):
+            return True
+        return self._recorder.may_carry(workflow.now())
+
+    def _record_action(self, action: Action) -> None:
+        undecodable = getattr(action.data, "undecodable", False)
+        self._recorder.record_action(
+            action.name,
+            None if undecodable else action.data,
+            action.via,
+            action.key,
+            self._state,
+            self._policy_version(),
+            workflow.now(),
+            undecodable=action.data.error if undecodable else None,
+        )
+
+    def _start_flush(self, *, force: bool = False, final: bool = False) -> None:
+        """Hand the next batch of events (and the summary row) to one `store_events` activity."""
+        rec, now = self._recorder, workflow.now()
+        if not self._store_on or self._state is None or not rec.should_flush(now, force):
+            return
+        if not rec.pending and not final:
+            return
+        info = workflow.info()
+        first = rec.pending[0].seq if rec.pending else rec.next_seq
+        record = recording.ticket_record(
+            self._ticket,
+            self.state,
+            life=info.first_execution_run_id or info.run_id,
+            workflow_id=info.workflow_id,
+            opened_at=rec.opened_at or self._ticket.opened_at or info.start_time,
+            policy_version=self._policy_version(),
+            complete=rec.complete,
+            with_ticket=first == 0,
+            closed_at=now if final else None,
+            summary=self._summary().model_dump(mode="json") if final else None,
+        )
+        batch = rec.take(record, now)
+        task = asyncio.create_task(self._flush(batch), name=f"store {batch.first_seq}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush(self, batch: StoreBatch) -> None:
+        try:
+            await workflow.execute_activity(
+                "store_events",
+                batch,
+                summary=f"store events {batch.first_seq}..{batch.first_seq + len(batch.events) - 1}",
+                result_type=StoreResult,
+                **STORE_OPTIONS,
+            )
+            self._recorder.stored(batch, workflow.now())
+        except ActivityError as err:  # only a non-retryable failure ends up here: try again later
+            workflow.logger.warning("ticket %s: store_events failed: %s", self._ticket.ticket_id, err.cause or err)
+            self._recorder.failed(workflow.now())
+        finally:
+            self._woken = True
 
     async def _wait(self, due: tuple[datetime, str] | None) -> None:
         now = workflow.now()

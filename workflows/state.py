@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from activities.models import DeliverInput, ReassignInput
+from activities.models import DeliverInput, ReassignInput, StoredEvent
 from config.policy import Priority
 from workflows.models import Approval, ClockName, RouteDecision, State
 
@@ -106,6 +106,18 @@ class PolicyRef(Persisted):
     version: str
     fingerprint: str
     document: dict[str, Any]
+    store_events: bool = Field(default=True, description="the worker that opened it writes the record store")
+
+
+class StoreCarry(Persisted):
+    """Where the ticket's record in the store stands, carried across continue-as-new."""
+
+    next_seq: int = Field(default=0, description="events 0..next_seq-1 of this life are numbered (stored or pending)")
+    opened_at: AwareDatetime | None = None
+    complete: bool = Field(default=True, description="false: earlier runs ran before the store and are not in it")
+    pending: list[StoredEvent] = Field(
+        default_factory=list, description="numbered, not stored yet (the database was down at continue-as-new)"
+    )
 
 
 class Carried(Persisted):
@@ -115,3 +127,4 @@ class Carried(Persisted):
     policy: PolicyRef
     state: TicketState
     runs: int = Field(default=1, description="runs of this ticket so far, this one included")
+    store: StoreCarry | None = None

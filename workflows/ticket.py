@@ -42,18 +42,28 @@ class TicketEscalation(TicketRunner):
         if self._state is None:
             await self._load_policy_and_open()
         else:
+            self._store_start()
             self._publish()
 
         while True:
             if machine.finished(self.state, self.policy, workflow.now()):
                 await workflow.wait_condition(self._settled)
                 if machine.finished(self.state, self.policy, workflow.now()):
-                    return self._summary()
+                    # Not before its last events and its summary are in the record store.
+                    if self._store_ready_to_finish():
+                        return self._summary()
+                    self._start_flush(force=True, final=True)
             if workflow.info().is_continue_as_new_suggested():
-                # One condition for both: no update half-applied, no delivery whose outcome would be lost.
-                await workflow.wait_condition(self._settled)
-                workflow.continue_as_new(args=[self._ticket, self._carried()])
+                # One condition for both: no update half-applied, no delivery whose outcome would be lost;
+                # and the events stored first (unless the database has been down for a while: then
+                # they are carried). Meanwhile the ticket goes on.
+                if self._store_ready_to_continue():
+                    await workflow.wait_condition(self._settled)
+                    if self._store_ready_to_continue():
+                        workflow.continue_as_new(args=[self._ticket, self._carried()])
+                self._start_flush(force=True)
             self._start_deliveries()
+            self._start_flush()
             await self._wait(self._next_due())
             self._woken = False
             if self._timer_due():

@@ -1,0 +1,296 @@
+"""`Store`: the small API over the record store. Synchronous SQLAlchemy 2; async callers use a thread.
+
+Writes are idempotent: a batch carries events numbered within the ticket's life, and a row that
+is already there is left as it is (`ON CONFLICT DO NOTHING` on (`life_id`, `seq`)), so a flush
+retried after a timeout, repeated by a replayed workflow task or re-sent by the next run after a
+continue-as-new stores every event exactly once. The summary row only moves forward (a late,
+stale attempt never overwrites a newer summary).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.orm import Session
+
+from activities.models import StoreBatch, StoreResult
+from store.models import EventRow, TicketRow
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_LIMITS = {"kind": 100, "actor": 300, "rule": 300, "clock": 32, "department": 200, "policy_version": 200}
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def _clean_str(value: str) -> str:
+    """PostgreSQL refuses NUL characters and unpaired surrogates in text and JSON: replace them."""
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return _clean_str(value)
+    if isinstance(value, dict):
+        return {_clean_str(str(k)): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _cut(value: str | None, field: str) -> str | None:
+    if value is None:
+        return None
+    return _clean_str(value)[: _LIMITS[field]]
+
+
+def _when(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Life:
+    """One life of a ticket as stored: its summary row and its events (timeline rows by default)."""
+
+    ticket: TicketRow
+    events: list[EventRow]
+
+
+class Store:
+    def __init__(self, url: str, **engine_options: Any) -> None:
+        self.url = make_url(url)
+        if self.url.get_backend_name() == "sqlite":
+            if self.url.database:
+                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+            engine_options.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
+        else:
+            engine_options.setdefault("pool_pre_ping", True)
+            engine_options.setdefault("pool_size", 5)
+        self.engine: Engine = create_engine(self.url, **engine_options)
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        # SQLite takes one writer at a time: queue ours here instead of meeting "database is locked".
+        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+        self._migrated = False
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def describe(self) -> str:
+        """The URL without its password, for logs and answers."""
+        return self.url.render_as_string(hide_password=True)
+
+    # ------------------------------------------------------------------ schema
+    def migrate(self) -> str:
+        """Bring the schema to the newest revision (Alembic `upgrade head`); returns the revision."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+        self._migrated = True
+        return self.revision() or ""
+
+    def revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def head(self) -> str:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        return ScriptDirectory.from_config(config).get_current_head() or ""
+
+    def ensure_migrated(self) -> None:
+        if not self._migrated:
+            self.migrate()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ writing
+    def write(self, batch: StoreBatch) -> StoreResult:
+        """Store one batch: upsert the summary row, insert the events not stored yet."""
+        if self._write_lock is not None:
+            with self._write_lock:
+                return self._write(batch)
+        return self._write(batch)
+
+    def _insert(self) -> Any:
+        return sqlite.insert if self.dialect == "sqlite" else postgresql.insert
+
+    def _write(self, batch: StoreBatch) -> StoreResult:
+        now = datetime.now(UTC)
+        insert = self._insert()
+        record = batch.record
+        through = batch.first_seq + len(batch.events)
+        values: dict[str, Any] = {
+            "life_id": record.life_id,
+            "ticket_id": record.ticket_id,
+            "workflow_id": _clean_str(record.workflow_id)[:255],
+            "opened_at": record.opened_at,
+            "channel": _clean_str(record.channel)[:64],
+            "category": _clean_str(record.category)[:100],
+            "priority": record.priority[:32],
+            "segment": _clean_str(record.segment)[:64],
+            "source": _clean_str(record.source)[:100],
+            "policy_version": _clean_str(record.policy_version)[:200],
+            "route": _clean_str(record.route)[:200] if record.route else None,
+            "state": record.state[:32],
+            "tier": record.tier,
+            "department": _clean_str(record.department)[:200],
+            "current_priority": record.current_priority[:32],
+            "assignee": _clean_str(record.assignee)[:200] if record.assignee else None,
+            "escalations": record.escalations,
+            "breaches": record.breaches,
+            "first_response_at": record.first_response_at,
+            "resolved_at": record.resolved_at,
+            "closed_at": record.closed_at,
+            "summary": _clean(record.summary) if record.summary is not None else None,
+            "ticket": _clean(record.ticket) if record.ticket is not None else None,
+            "events_stored": through,
+            "complete": record.complete,
+            "updated_at": now,
+        }
+        statement = insert(TicketRow).values(**values)
+        keep = {"life_id", "ticket_id", "opened_at", "complete"}
+        if record.ticket is None:
+            keep.add("ticket")
+        statement = statement.on_conflict_do_update(
+            index_elements=["life_id"],
+            set_={k: statement.excluded[k] for k in values if k not in keep},
+            where=TicketRow.events_stored <= statement.excluded.events_stored,
+        )
+        written = 0
+        with self.engine.begin() as conn:
+            conn.execute(statement)
+            if batch.events:
+                rows = [
+                    {
+                        "life_id": record.life_id,
+                        "seq": e.seq,
+                        "ticket_id": record.ticket_id,
+                        "stream": e.stream,
+                        "at": e.at,
+                        "kind": _cut(e.kind, "kind"),
+                        "actor": _cut(e.actor, "actor"),
+                        "rule": _cut(e.rule, "rule"),
+                        "clock": _cut(e.clock, "clock"),
+                        "deadline": _when(e.deadline),
+                        "tier": e.tier,
+                        "department": _cut(e.department, "department"),
+                        "reason": _clean_str(e.reason) if e.reason is not None else None,
+                        "policy_version": _cut(e.policy_version, "policy_version"),
+                        "data": _clean(e.data),
+                        "stored_at": now,
+                    }
+                    for e in batch.events
+                ]
+                inserted = conn.execute(
+                    insert(EventRow)
+                    .values(rows)
+                    .on_conflict_do_nothing(index_elements=["life_id", "seq"])
+                    .returning(EventRow.seq)
+                )
+                written = len(inserted.all())
+        return StoreResult(written=written, duplicates=len(batch.events) - written)
+
+    # ------------------------------------------------------------------ reading
+    def lives(self, ticket_id: str) -> list[TicketRow]:
+        """Every life of a ticket id, newest first."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            rows = session.scalars(
+                select(TicketRow).where(TicketRow.ticket_id == ticket_id).order_by(TicketRow.opened_at.desc())
+            )
+            return list(rows)
+
+    def life(self, ticket_id: str, life_id: str | None = None, streams: Sequence[str] = ("timeline",)) -> Life | None:
+        """The newest life of the ticket (or the one named), with its events in order."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            query = select(TicketRow).where(TicketRow.ticket_id == ticket_id)
+            if life_id is not None:
+                query = query.where(TicketRow.life_id == life_id)
+            ticket = session.scalars(query.order_by(TicketRow.opened_at.desc()).limit(1)).first()
+            if ticket is None:
+                return None
+            events = session.scalars(
+                select(EventRow)
+                .where(EventRow.life_id == ticket.life_id, EventRow.stream.in_(list(streams)))
+                .order_by(EventRow.seq)
+            )
+            return Life(ticket, list(events))
+
+    def tickets(self, opened_since: datetime | None = None, opened_before: datetime | None = None) -> list[TicketRow]:
+        """Summary rows of the lives opened in a period (all when no bounds), oldest first."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            query = select(TicketRow)
+            if opened_since is not None:
+                query = query.where(TicketRow.opened_at >= opened_since)
+            if opened_before is not None:
+                query = query.where(TicketRow.opened_at < opened_before)
+            return list(session.scalars(query.order_by(TicketRow.opened_at, TicketRow.life_id)))
+
+    def events(
+        self,
+        life_ids: Sequence[str] | None = None,
+        kinds: Sequence[str] | None = None,
+        streams: Sequence[str] = ("timeline", "action"),
+    ) -> list[EventRow]:
+        """Event rows of the given lives (all when None), optionally of some kinds, by life and number."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            query = select(EventRow).where(EventRow.stream.in_(list(streams)))
+            if life_ids is not None:
+                query = query.where(EventRow.life_id.in_(list(life_ids)))
+            if kinds is not None:
+                query = query.where(EventRow.kind.in_(list(kinds)))
+            return list(session.scalars(query.order_by(EventRow.life_id, EventRow.seq)))
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+_STORES: dict[str, Store] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def shared_store(url: str) -> Store:
+    """One migrated `Store` per URL per process (the worker's activities and the API share it)."""
+    with _STORES_LOCK:
+        store = _STORES.get(url)
+        if store is None:
+            store = _STORES[url] = Store(url)
+        store.ensure_migrated()
+        return store
