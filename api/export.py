@@ -17,14 +17,16 @@ formats carry the same rows with the same values (see the README's Auditing sect
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
 import math
 import re
 import unicodedata
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from google.protobuf.json_format import MessageToDict
 from temporalio.api.enums.v1 import EventType
@@ -32,7 +34,7 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import PayloadCodec
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from workflows.models import iso_duration as iso_duration  # re-exported: the one notation
 
@@ -329,6 +331,48 @@ async def audit_from_history(client: Client, workflow_id: str) -> list[Entry]:
     return sort_entries([normalize_entry(e) for e in entries])
 
 
+class NotInStore(LookupError):
+    """Temporal has no history of the ticket, and the record store has no record of it."""
+
+
+@dataclass
+class Audit:
+    """An exported timeline and where it was read from: `history` (Temporal's event history merged
+    with the workflow's account), `state` (the workflow's account, by query), or `store` (the
+    record store: the workflow's account as it was stored, read once Temporal's retention has
+    deleted the history; `store` then says which life, how many events, whether complete)."""
+
+    entries: list[Entry]
+    read_from: Literal["history", "state", "store"]
+    store: dict[str, Any] | None = field(default=None)
+
+
+async def audit(
+    client: Client, ticket_id: str, store_url: str, source: Literal["history", "state", "store"] = "history"
+) -> Audit:
+    """The ticket's audit timeline from `source`, or from the record store when Temporal no longer
+    has the ticket. Raises `NotInStore` when neither has it."""
+    from store.repository import shared_store
+    from store.timeline import about, entries_from_store
+    from workflows.models import workflow_id_for
+
+    if source != "store":
+        try:
+            if source == "state":
+                from api.client import TicketClient
+
+                timeline = await TicketClient(client, "").timeline(ticket_id)
+                return Audit([e.model_dump(mode="json") for e in timeline.events], "state")
+            return Audit(await audit_from_history(client, workflow_id_for(ticket_id)), "history")
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+    life = await asyncio.to_thread(lambda: shared_store(store_url).life(ticket_id))
+    if life is None:
+        raise NotInStore(ticket_id)
+    return Audit(sort_entries([normalize_entry(e) for e in entries_from_store(life)]), "store", about(life))
+
+
 def sort_entries(entries: list[Entry]) -> list[Entry]:
     """By instant, history before the workflow's account of the same instant; stable otherwise."""
     order = {"history": 0, "workflow": 1}
@@ -473,11 +517,23 @@ def _csv_cell(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def render_timeline(ticket_id: str, entries: list[Entry], fmt: str) -> str:
-    """The same rows in JSON, CSV or Markdown (see `normalize_entry`)."""
+def render_timeline(
+    ticket_id: str,
+    entries: list[Entry],
+    fmt: str,
+    read_from: str | None = None,
+    store: dict[str, Any] | None = None,
+) -> str:
+    """The same rows in JSON, CSV or Markdown (see `normalize_entry`). `read_from` (and `store`),
+    when given, say where the rows were read (JSON fields, a Markdown line; CSV has only rows)."""
     rows = [normalize_entry(e) for e in entries]
     if fmt == "json":
-        return json.dumps({"ticket_id": ticket_id, "events": rows}, indent=2, ensure_ascii=False) + "\n"
+        head: dict[str, Any] = {"ticket_id": ticket_id}
+        if read_from is not None:
+            head["read_from"] = read_from
+        if store is not None:
+            head["store"] = store
+        return json.dumps({**head, "events": rows}, indent=2, ensure_ascii=False) + "\n"
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf)  # RFC 4180: CRLF; any field with CR, LF, comma or quote is quoted
@@ -492,6 +548,7 @@ def render_timeline(ticket_id: str, entries: list[Entry], fmt: str) -> str:
         "",
         f"{len(rows)} events. Times in UTC; durations ISO 8601 (`PT1H30M`); details as `key=<JSON value>`.",
         "",
+        *_source_lines(read_from, store),
         "| at (UTC) | source | event | actor | detail |",
         "|---|---|---|---|---|",
     ]
@@ -499,3 +556,16 @@ def render_timeline(ticket_id: str, entries: list[Entry], fmt: str) -> str:
         cells = [e["at"], e["source"], e["kind"], e["actor"], detail_text(e["detail"])]
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _source_lines(read_from: str | None, store: dict[str, Any] | None) -> list[str]:
+    if read_from == "store" and store is not None:
+        return [
+            f"Read from the record store (Temporal no longer has the history): life {_md_cell(store['life_id'])}, "
+            f"{store['events_stored']} events stored{'' if store['complete'] else ' (earlier runs missing)'}, "
+            f"closed {store['closed_at'] or 'not yet'}.",
+            "",
+        ]
+    if read_from is not None:
+        return [f"Read from: {read_from}.", ""]
+    return []

@@ -49,7 +49,7 @@ from config.policy import Channel, Priority
 from config.settings import Settings
 from workers.health import add_health_routes
 from workers.telemetry import instrument_api
-from workflows.models import ACTIONS, State, TicketRequest, TicketStatus, Timeline, workflow_id_for
+from workflows.models import ACTIONS, State, TicketRequest, TicketStatus, Timeline
 
 log = structlog.get_logger("api")
 
@@ -274,24 +274,30 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
         ticket_id: TicketId,
         caller: Reader,
         format: Literal["json", "csv", "md"] = "json",
-        source: Literal["history", "state"] = "history",
+        source: Literal["history", "state", "store"] = "history",
     ) -> Any:
-        """The audit timeline, built from the workflow's event history (default) or its own state."""
-        if source == "state":
-            timeline: Timeline = await guard_missing(tickets.timeline(ticket_id))
-            if format == "json":
-                return JSONResponse(safe_json(timeline.model_dump(mode="json")))
-            entries = [e.model_dump(mode="json") for e in timeline.events]
-        else:
-            from api.export import audit_from_history
+        """The audit timeline, built from the workflow's event history (default), its own state, or
+        the record store; from the store whenever Temporal no longer has the ticket. The header
+        `X-Timeline-Source` (and `read_from` in JSON) says which was read."""
+        from api.export import NotInStore, audit
 
-            entries = await guard_missing(audit_from_history(client, workflow_id_for(ticket_id)))
+        try:
+            found = await guard_missing(audit(client, ticket_id, settings.store_database_url, source))
+        except NotInStore:
+            raise HTTPException(404, "no such ticket") from None
+        headers = {"X-Timeline-Source": found.read_from}
+        if format == "json":
+            if found.read_from == "state":
+                body = Timeline(ticket_id=ticket_id, events=found.entries).model_dump(mode="json")
+                return JSONResponse(safe_json({**body, "read_from": "state"}), headers=headers)
             # A history may hold anything a caller once sent (a binary signal payload, ...).
-            entries = safe_json(entries)
-            if format == "json":
-                return JSONResponse({"ticket_id": ticket_id, "events": entries})
+            body = {"ticket_id": ticket_id, "read_from": found.read_from, "events": safe_json(found.entries)}
+            if found.store is not None:
+                body["store"] = found.store
+            return JSONResponse(body, headers=headers)
         media = "text/csv" if format == "csv" else "text/markdown"
-        return PlainTextResponse(render_timeline(ticket_id, entries, format), media_type=media)
+        text = render_timeline(ticket_id, found.entries, format, found.read_from, found.store)
+        return PlainTextResponse(text, media_type=media, headers=headers)
 
     def action_route(name: str, model: type[BaseModel]) -> None:
         roles = roles_of_action(name)

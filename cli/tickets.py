@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,6 +23,7 @@ from cli.app import (
     emit,
     is_terminal,
     model_from,
+    not_found,
     print_json,
     read_json,
     refused,
@@ -218,9 +220,10 @@ def timeline(
         ),
     ] = None,
     source: Annotated[
-        Literal["history", "state"],
+        Literal["history", "state", "store"],
         typer.Option(
-            help="history: Temporal's event history merged with the workflow's account; state: the workflow's own.",
+            help="history: Temporal's event history merged with the workflow's account; state: the workflow's own; "
+            "store: the record store (read anyway once Temporal no longer has the ticket).",
         ),
     ] = "history",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
@@ -230,21 +233,23 @@ def timeline(
 
     Example: escalations timeline T-1001 --format csv -o T-1001.csv
     """
-    from api.export import audit_from_history, render_timeline
+    from api.export import Audit, NotInStore, audit, render_timeline
 
     if as_json:
         fmt = "json"
+    config = settings()
 
-    async def go() -> list[Any]:
-        tickets = await ticket_client(settings())
+    async def go() -> Audit:
+        tickets = await ticket_client(config)
         with about_ticket(ticket_id):
-            if source == "state":
-                found = await tickets.timeline(ticket_id)
-                return [e.model_dump(mode="json") for e in found.events]
-            await tickets.latest_run(ticket_id)  # no such ticket: exit 4 before reading history
-            return list(await audit_from_history(tickets.client, workflow_id_for(ticket_id)))
+            try:
+                return await audit(tickets.client, ticket_id, config.store_database_url, source)
+            except NotInStore:
+                not_found(f"no such ticket: {ticket_id} (not in Temporal, not in the record store)")
 
-    entries = run_async(go())
+    found = run_async(go())
+    entries = found.entries
+    print(f"timeline read from: {found.read_from}", file=sys.stderr)
     if fmt is None and output is None and is_terminal():
         from api.export import normalize_entry
 
@@ -256,7 +261,7 @@ def timeline(
             no_wrap=["at", "kind", "actor"],
         )
         return
-    text = render_timeline(ticket_id, entries, fmt or "md")
+    text = render_timeline(ticket_id, entries, fmt or "md", found.read_from, found.store)
     if output:
         try:
             output.write_text(text)

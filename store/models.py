@@ -18,11 +18,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Dialect, ForeignKey, Index, Integer, String, Text, TypeDecorator
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-# JSONB on PostgreSQL (indexable, queryable with ->>), JSON text on SQLite.
-Json = JSON().with_variant(JSONB(), "postgresql")
+# JSON kept as written (PostgreSQL `json`, not `jsonb`, which would reorder an event's detail keys: the
+# timeline read back must equal the one exported before). `->>` works on both databases.
+Json = JSON()
 
 
 class UTCDateTime(TypeDecorator[datetime]):

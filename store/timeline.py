@@ -13,12 +13,14 @@ def _at(value: datetime) -> str:
 
 
 def entries_from_store(life: Life) -> list[dict[str, Any]]:
-    """The ticket's own account (the rows marked `source: workflow` in the export), as stored."""
-    return [
+    """The ticket's own account (the rows marked `source: workflow` in the export), as stored, in
+    the export's order (by time; events of one instant in the order they happened)."""
+    rows = [
         {"at": _at(e.at), "source": "workflow", "event_id": None, "kind": e.kind, "actor": e.actor, "detail": e.data}
         for e in life.events
         if e.stream == "timeline"
     ]
+    return sorted(rows, key=lambda row: row["at"])
 
 
 def about(life: Life) -> dict[str, Any]:

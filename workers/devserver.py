@@ -9,9 +9,14 @@ from __future__ import annotations
 import asyncio
 import socket
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import structlog
+from google.protobuf.duration_pb2 import Duration
+from temporalio.api.namespace.v1 import NamespaceConfig
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, UpdateNamespaceRequest
+from temporalio.client import Client
 
 from config.settings import Settings
 from workers.connection import binary
@@ -81,3 +86,15 @@ class DevServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
             log.info("devserver.stopped")
+
+
+async def set_retention(client: Client, namespace: str, days: int) -> timedelta:
+    """Set how long the namespace keeps a closed workflow's history (the embedded default's is 24 h
+    otherwise); returns the retention now in force."""
+    ttl = Duration()
+    ttl.FromTimedelta(timedelta(days=days))
+    await client.workflow_service.update_namespace(
+        UpdateNamespaceRequest(namespace=namespace, config=NamespaceConfig(workflow_execution_retention_ttl=ttl))
+    )
+    described = await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=namespace))
+    return described.config.workflow_execution_retention_ttl.ToTimedelta()

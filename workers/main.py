@@ -26,7 +26,7 @@ from config.policy import PolicyError, load_policy_file
 from config.settings import Settings
 from workers.codec import CodecError, codec_for
 from workers.connection import connect, register_search_attributes
-from workers.devserver import DevServer
+from workers.devserver import DevServer, set_retention
 from workers.logs import configure
 from workers.telemetry import TelemetryError, setup_tracing, shutdown_tracing, start_worker_metrics
 
@@ -102,7 +102,7 @@ async def serve(
     try:
         if devserver:
             await devserver.start()
-        return await _serve_roles(settings, wanted, codec, stop)
+        return await _serve_roles(settings, wanted, codec, stop, embedded_server=devserver is not None)
     finally:
         shutdown_tracing()
         if devserver:
@@ -125,7 +125,9 @@ async def run_alone(settings: Settings, command: str) -> int:
     return await serve(settings, roles={role}, start_devserver=False)
 
 
-async def _serve_roles(settings: Settings, wanted: set[Role], codec: Any, stop: asyncio.Event) -> int:
+async def _serve_roles(
+    settings: Settings, wanted: set[Role], codec: Any, stop: asyncio.Event, *, embedded_server: bool = False
+) -> int:
     from workers.health import health_app, quiet_server
 
     # Ports first: one a setting names and another process holds is an error in one line; the worker's
@@ -166,6 +168,9 @@ async def _serve_roles(settings: Settings, wanted: set[Role], codec: Any, stop: 
         # The API alone starts while Temporal is down (its /readyz answers 503 until it is back); a worker
         # needs the connection to start polling.
         client = await connect(settings, lazy="worker" not in wanted)
+        if embedded_server:
+            retention = await set_retention(client, client.namespace, settings.retention_days)
+            log.info("namespace.retention", namespace=client.namespace, retention=str(retention))
         await prepare_store(settings)
     worker = None
     worker_task: asyncio.Task[Any] | None = None
