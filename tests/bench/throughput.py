@@ -258,6 +258,10 @@ async def main() -> None:
     parser.add_argument(
         "--no-metrics", action="store_true", help="workers without the Prometheus endpoint (production has it)"
     )
+    parser.add_argument(
+        "--store-url", default=None, help="record store of the tickets (default: a SQLite file in a temporary folder)"
+    )
+    parser.add_argument("--store-rounds", type=int, default=3, help="alternating store on/off lifecycle measurements")
     args = parser.parse_args()
     global NO_METRICS
     NO_METRICS = args.no_metrics
@@ -278,6 +282,7 @@ async def main() -> None:
     policy.write_text(yaml.safe_dump(bench_policy()))
     # As in production: the workers' runtime serves Prometheus, so every metric call is real.
     runtime = None if args.no_metrics else metrics_runtime(f"127.0.0.1:{free_port()}")
+    store_url = args.store_url or f"sqlite:///{policy.parent / 'store.db'}"
     env = await WorkflowEnvironment.start_local(
         runtime=runtime,
         data_converter=pydantic_data_converter,
@@ -289,12 +294,19 @@ async def main() -> None:
         print(f"{n} tickets per measurement, concurrency {conc}, one in-memory dev server, {os.cpu_count()} cores")
         async with httpx.AsyncClient() as http:
             tq = f"bench-{uuid.uuid4().hex[:6]}"
-            sandboxed = build_worker(env.client, make_settings(policy, receiver), http, task_queue=tq)
+            sandboxed = build_worker(env.client, make_settings(policy, receiver, store_url), http, task_queue=tq)
             unsandboxed = build_worker(
                 env.client,
-                make_settings(policy, receiver).model_copy(update={"workflow_sandbox": False}),
+                make_settings(policy, receiver, store_url).model_copy(update={"workflow_sandbox": False}),
                 http,
                 task_queue=tq + "-nosandbox",
+            )
+            # The same ticket worker with the record store off (tickets it opens write nothing).
+            no_store = build_worker(
+                env.client,
+                make_settings(policy, receiver, store_url).model_copy(update={"store_events": False}),
+                http,
+                task_queue=tq + "-nostore",
             )
             bare_worker = Worker(
                 env.client,
@@ -303,7 +315,7 @@ async def main() -> None:
                 activities=[bare_notify],
                 max_concurrent_activities=100,
             )
-            async with sandboxed, unsandboxed, bare_worker:
+            async with sandboxed, unsandboxed, bare_worker, no_store:
                 await lifecycle_bare(env.client, tq + "-bare", min(n, 50), conc, receiver.url)  # warm-up
                 await lifecycle_tickets(env.client, tq, min(n, 50), conc)
                 await lifecycle_tickets(env.client, tq + "-nosandbox", min(n, 50), conc)
@@ -315,6 +327,23 @@ async def main() -> None:
                     f"  bare workflow {bare_rate:.1f}; tickets {ticket_rate:.1f} (ratio {ticket_rate / bare_rate:.2f})"
                 )
                 print(f"  tickets without sandbox {fast_rate:.1f} (ratio {fast_rate / bare_rate:.2f})")
+                if args.store_rounds:
+                    await lifecycle_tickets(env.client, tq + "-nostore", min(n, 50), conc)  # warm-up
+                    on: list[float] = []
+                    off: list[float] = []
+                    for _ in range(args.store_rounds):  # alternated: the machine's load drifts
+                        off.append(await lifecycle_tickets(env.client, tq + "-nostore", n, conc))
+                        on.append(await lifecycle_tickets(env.client, tq, n, conc))
+                    on_rate, off_rate = statistics.median(on), statistics.median(off)
+                    print(
+                        f"record store ({store_url.split(':')[0]}), open -> acknowledge -> resolve, "
+                        f"median of {args.store_rounds} alternating rounds (tickets/s):"
+                    )
+                    print(
+                        f"  store on {on_rate:.1f} ({', '.join(f'{r:.1f}' for r in on)}); "
+                        f"store off {off_rate:.1f} ({', '.join(f'{r:.1f}' for r in off)}); "
+                        f"loss {100 * (1 - on_rate / off_rate):.1f} %"
+                    )
                 rate = args.breach_rate
                 bare_late = await breaches(env.client, tq + "-bare", n, rate, True, f"{receiver.url}/bare", arrivals)
                 late = await breaches(env.client, tq, n, rate, False, receiver.url, arrivals)
