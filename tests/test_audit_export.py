@@ -18,7 +18,14 @@ from config.policy import load_policy_file
 from tests.helpers import AGENT, ticket, until
 from tests.receiver import Receiver
 
-NOISE = {"search_attributes", "timer_started", "timer_fired", "notification_delivered", "helpdesk_updated", "store_events_scheduled"}
+NOISE = {
+    "search_attributes",
+    "timer_started",
+    "timer_fired",
+    "notification_delivered",
+    "helpdesk_updated",
+    "store_events_scheduled",
+}
 
 
 def key(e: dict[str, Any]) -> tuple[Any, ...]:
