@@ -17,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.export import audit, render_timeline
 from store.repository import Store
 from store.timeline import entries_from_store
-from tests.conftest import policy_doc
+from tests.conftest import policy_doc, start_dev_server
 from tests.helpers import AGENT, LEAD, ticket, until
 from tests.pg import PostgresServer
 from tests.receiver import Receiver
@@ -141,3 +141,37 @@ async def test_the_embedded_default_sets_the_namespace_retention_from_the_settin
 
     assert await set_retention(dev_env.client, "default", 7) == timedelta(days=7)
     assert await set_retention(dev_env.client, "default", 30) == timedelta(days=30)
+
+
+async def test_a_ticket_that_continues_as_new_mid_batch_stores_every_event_once(
+    make_harness: Any, receiver: Receiver, store_url: str
+) -> None:
+    env = await start_dev_server(20)  # continue-as-new suggested every 20 history events
+    try:
+        async with make_harness(env, receiver, fast_policy("PT1H"), store_url=store_url) as h:
+            t = ticket()
+            opened = await h.tickets.open(t)
+            await h.tickets.act(t.ticket_id, "acknowledge", {"actor": AGENT})
+            for i in range(6):
+                await h.tickets.act(t.ticket_id, "pending_customer", {"actor": AGENT, "note": f"ask {i}"})
+                await h.tickets.act(t.ticket_id, "customer_replied", {"note": f"reply {i}"})
+            await h.tickets.act(t.ticket_id, "resolve", {"actor": AGENT, "resolution": "done"})
+            await asyncio.wait_for(h.tickets.handle(t.ticket_id).result(), 60)
+            exported = await audit(h.client, t.ticket_id, store_url)
+            last = await h.client.get_workflow_handle(workflow_id_for(t.ticket_id)).describe()
+    finally:
+        await env.shutdown()
+    assert last.run_id != opened.run_id  # it continued as new at least once
+    store = Store(store_url)
+    try:
+        life = store.life(t.ticket_id)
+        assert life is not None and life.ticket.complete and life.ticket.life_id == opened.run_id
+        rows = store.events([life.ticket.life_id])
+        assert [e.seq for e in rows] == list(range(life.ticket.events_stored))
+        assert sum(1 for e in rows if e.kind == "sla_paused") == 6
+        assert sum(1 for e in rows if e.kind == "action.customer_replied") == 6
+    finally:
+        store.dispose()
+    ours = [e for e in exported.entries if e["source"] == "workflow"]
+    from_store = await audit(env.client, t.ticket_id, store_url, "store")
+    assert from_store.read_from == "store" and from_store.entries == ours

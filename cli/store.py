@@ -1,0 +1,61 @@
+"""`escalations store migrate|status`: the ticket record store's schema (see README, Record store)."""
+
+from __future__ import annotations
+
+import typer
+
+from cli.app import CliError, ExitCode, JsonOption, app, emit, settings
+
+store_app = typer.Typer(
+    help="The ticket record store (events and summaries kept after Temporal's retention).", no_args_is_help=True
+)
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("migrate")
+def migrate(as_json: JsonOption = False) -> None:
+    """Apply the store's schema migrations (the worker and the API also do at start).
+
+    Example: ESCALATIONS_STORE_URL=postgresql+psycopg://esc@db/esc escalations store migrate
+    """
+    from store.repository import Store
+
+    store = Store(settings().store_database_url)
+    try:
+        revision = store.migrate()
+    except Exception as err:
+        raise CliError(_why(store.describe(), err), ExitCode.UNREACHABLE) from None
+    finally:
+        store.dispose()
+    emit({"store": store.describe(), "revision": revision}, as_json=as_json)
+
+
+@store_app.command("status")
+def status(as_json: JsonOption = False) -> None:
+    """Where the store is, its schema revision against the newest, and how many tickets and events it holds."""
+    from sqlalchemy import func, select
+
+    from store.models import EventRow, TicketRow
+    from store.repository import Store
+
+    store = Store(settings().store_database_url)
+    try:
+        with store.engine.connect() as conn:
+            revision = store.revision()
+            tickets = events = None
+            if revision is not None:
+                tickets = conn.scalar(select(func.count()).select_from(TicketRow))
+                events = conn.scalar(select(func.count()).select_from(EventRow))
+    except Exception as err:
+        raise CliError(_why(store.describe(), err), ExitCode.UNREACHABLE) from None
+    finally:
+        store.dispose()
+    emit(
+        {"store": store.describe(), "revision": revision, "head": store.head(), "tickets": tickets, "events": events},
+        as_json=as_json,
+    )
+
+
+def _why(where: str, err: Exception) -> str:
+    lines = str(err).strip().splitlines()
+    return f"record store {where}: {type(err).__name__}: {lines[0] if lines else ''}"
