@@ -249,7 +249,8 @@ def timeline(
 
     found = run_async(go())
     entries = found.entries
-    print(f"timeline read from: {found.read_from}", file=sys.stderr)
+    if found.read_from == "store":  # CSV has only rows: say it here (JSON and Markdown say it too)
+        print("timeline read from: store (Temporal no longer has the history)", file=sys.stderr)
     if fmt is None and output is None and is_terminal():
         from api.export import normalize_entry
 
