@@ -103,6 +103,14 @@ CUSTOMER_SIDE = {"customer_replied", "confirm_solved"}
 OPERATOR_ACTIONS = {"redeliver", "discard_notices"}
 
 
+# OpenAPI links from an opened ticket to what can be done with it (schemathesis' stateful phase
+# follows them: open a ticket, then act on it and read it).
+TICKET_LINKS: dict[str, Any] = {
+    op: {"operationId": op, "parameters": {"ticket_id": "$response.body#/ticket_id"}}
+    for op in ("ticket_status", "ticket_timeline", *(f"action_{name}" for name in ACTIONS))
+}
+
+
 def roles_of_action(name: str) -> frozenset[CallerRole]:
     if name in CUSTOMER_SIDE:
         return SYSTEM
@@ -179,8 +187,12 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
         tags=["tickets"],
         status_code=201,
         response_model=Opened,
-        responses={200: {"model": Opened, "description": "the ticket already runs; attached"}},
+        responses={
+            200: {"model": Opened, "description": "the ticket already runs; attached", "links": TICKET_LINKS},
+            201: {"description": "opened", "links": TICKET_LINKS},
+        },
         openapi_extra=declared(SYSTEM),
+        operation_id="open_ticket",
     )
     async def open_ticket(ticket: TicketRequest, caller: SystemCaller, response: Response) -> Opened:
         """Open a ticket; idempotent on `ticket_id` (a second call attaches to the running workflow)."""
@@ -258,7 +270,13 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
             )
         return TicketPage(tickets=rows, next_page_token=pages.seal(next_token) if next_token else None)
 
-    @app.get("/tickets/{ticket_id}", tags=["tickets"], response_model=TicketStatus, openapi_extra=declared(READERS))
+    @app.get(
+        "/tickets/{ticket_id}",
+        tags=["tickets"],
+        response_model=TicketStatus,
+        openapi_extra=declared(READERS),
+        operation_id="ticket_status",
+    )
     async def ticket_status(ticket_id: TicketId, caller: Reader) -> TicketStatus:
         result: TicketStatus = await guard_missing(tickets.status(ticket_id))
         return result
@@ -269,6 +287,7 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
         response_model=Timeline,
         responses={200: {"content": {"text/csv": {}, "text/markdown": {}}}},
         openapi_extra=declared(READERS),
+        operation_id="ticket_timeline",
     )
     async def ticket_timeline(
         ticket_id: TicketId,
@@ -343,12 +362,14 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
             response_model=TicketStatus,
             summary=f"{name.replace('_', ' ').capitalize()}",
             responses={
+                200: {"description": "applied: the ticket's status", "links": TICKET_LINKS},
                 403: {"description": "the key may not act as this actor"},
                 404: {"description": "no such ticket"},
                 409: {"description": "refused: the ticket's state forbids it"},
                 422: {"description": "refused: a field is wrong (the reason names it)"},
             },
             openapi_extra=declared(roles),
+            operation_id=f"action_{name}",
         )(act)
 
     for action_name, action_model in ACTIONS.items():
