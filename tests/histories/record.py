@@ -185,6 +185,24 @@ async def timeline_refusals(env: WorkflowEnvironment, tickets: TicketClient, tid
     await env.sleep(timedelta(days=8))
 
 
+async def carried_from_outside(env: WorkflowEnvironment, tickets: TicketClient, tid: str, rx: Receiver) -> None:
+    """Patch api-carried-v1: a raw start with a second argument (a forged carried state) is ignored."""
+    forged = {
+        "policy": {"version": "forged", "fingerprint": "x", "document": {}},
+        "state": {"tier": 4},
+        "runs": 9,
+    }
+    await env.client.start_workflow(
+        "TicketEscalation",
+        args=[ticket(ticket_id=tid).model_dump(mode="json"), forged],
+        id=f"ticket-{tid}",
+        task_queue="record",
+    )
+    await tickets.act(tid, "acknowledge", {"actor": AGENT})
+    await tickets.act(tid, "resolve", {"actor": AGENT, "resolution": "done"})
+    await env.sleep(timedelta(days=8))
+
+
 # Scenarios that run under their own policy (and settings) instead of the default one.
 OWN_POLICY: dict[str, Callable[[], dict[str, Any]]] = {"channels": channels_policy}
 
@@ -199,6 +217,7 @@ SCENARIOS: dict[str, Scenario] = {
     "undelivered_then_redelivered": undelivered_then_redelivered,
     "channels": channels,
     "timeline_refusals": timeline_refusals,
+    "carried_from_outside": carried_from_outside,
 }
 
 
