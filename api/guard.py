@@ -303,3 +303,9 @@ def install_error_handlers(app: FastAPI) -> None:
         raise exc
 
     app.add_exception_handler(RuntimeError, runtime)
+
+    async def overflow(_: Request, exc: Exception) -> JSONResponse:
+        # Only input makes arithmetic overflow here (a date at the end of time, a huge number).
+        return problem(422, [], f"a value is out of range: {safe_text(str(exc), 200)}", "value_out_of_range")
+
+    app.add_exception_handler(OverflowError, overflow)

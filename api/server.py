@@ -8,6 +8,7 @@ so the OpenAPI document describes exactly what the workflow accepts. A refused a
 is unchanged. No input gets a 500 (`api/guard.py`).
 """
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -166,10 +167,15 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
     SystemCaller = Annotated[Caller, Depends(requires(SYSTEM))]
     Reader = Annotated[Caller, Depends(requires(READERS))]
 
+    async def bounded(coro: Any) -> Any:
+        """No request waits on Temporal longer than API_TEMPORAL_TIMEOUT_SECONDS (503 after):
+        a ticket whose workflow task fails would otherwise hold an update or query forever."""
+        return await asyncio.wait_for(coro, settings.api_temporal_timeout_seconds)
+
     async def guard_missing(coro: Any) -> Any:
         """Map Temporal's answers about the ticket itself to 404/409 (the rest: `api/guard.py`)."""
         try:
-            return await coro
+            return await bounded(coro)
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 raise HTTPException(404, "no such ticket") from None
@@ -196,7 +202,7 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
     )
     async def open_ticket(ticket: TicketRequest, caller: SystemCaller, response: Response) -> Opened:
         """Open a ticket; idempotent on `ticket_id` (a second call attaches to the running workflow)."""
-        opened = await tickets.open(ticket)
+        opened = await bounded(tickets.open(ticket))
         if not opened.created:
             response.status_code = 200
         log.info("ticket.opened", ticket_id=ticket.ticket_id, created=opened.created, caller=caller.name)
@@ -223,6 +229,12 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
             raise HTTPException(
                 422, [{"loc": ["query", "deadline_before"], "msg": "needs a UTC offset", "type": "value_error"}]
             )
+        try:
+            deadline_utc = deadline_before.astimezone(UTC).isoformat() if deadline_before else None
+        except OverflowError:  # 9999-12-31T23:59-23:59 is past the end of time in UTC
+            raise HTTPException(
+                422, [{"loc": ["query", "deadline_before"], "msg": "out of range in UTC", "type": "value_error"}]
+            ) from None
         # Every value is an int, an enum, a bool, a datetime or a pattern-checked string: safe to quote.
         filters: list[tuple[str, object]] = [
             ("TicketTier = {}", tier),
@@ -234,7 +246,7 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
             ("TicketChannel = '{}'", channel.value if channel else None),
             ("TicketCategory = '{}'", category),
             ("EscalationCount >= {}", min_escalations),
-            ("NextSlaDeadline < '{}'", deadline_before.astimezone(UTC).isoformat() if deadline_before else None),
+            ("NextSlaDeadline < '{}'", deadline_utc),
         ]
         clauses = [template.format(value) for template, value in filters if value is not None]
         token = pages.open(page_token) if page_token else None
@@ -243,7 +255,7 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
                 400, [{"loc": ["query", "page_token"], "msg": "not a page token of this API", "type": "value_error"}]
             )
         try:
-            found, next_token = await tickets.search(" AND ".join(clauses), page_size, token)
+            found, next_token = await bounded(tickets.search(" AND ".join(clauses), page_size, token))
         except RPCError as err:
             if err.status == RPCStatusCode.INVALID_ARGUMENT:
                 raise HTTPException(
@@ -432,7 +444,7 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
             event = InboundWebhook.model_validate(json.loads(body, parse_constant=_no_constant))
             if event.type == "ticket.created":
                 ticket = TicketRequest.model_validate(event.data)
-                opened = await tickets.open(ticket)
+                opened = await bounded(tickets.open(ticket))
                 return {"workflow_id": opened.workflow_id, "created": opened.created}
             action = str(event.data.get("action", ""))
             if action not in ACTIONS:

@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="larger request bodies are refused with 413 before they are read"
     )
+    api_temporal_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="longest wait on Temporal within one request; then 503"
+    )
     page_token_key: SecretStr | None = Field(
         default=None, description="seals list page tokens; unset: a random key per process"
     )

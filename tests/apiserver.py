@@ -104,5 +104,8 @@ async def running_api(
             server.should_exit = True
             if running is not None:
                 await running.shutdown()
+            _, pending = await asyncio.wait(tasks, timeout=15)
+            if pending:  # a request still waiting on Temporal: do not wait for it
+                server.force_exit = True
             await asyncio.gather(*tasks, return_exceptions=True)
             receiver.server.shutdown()

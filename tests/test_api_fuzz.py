@@ -111,6 +111,8 @@ RAW_BODIES: dict[str, tuple[bytes, dict[str, str]]] = {
     "megabyte string": (json.dumps(new_ticket(description="x" * 1_000_000)).encode(), JSON),
     "megabyte note": (json.dumps({"note": "n" * 900_000}).encode(), JSON),
     "5 MB body": (b'{"subject": "' + b"y" * 5_000_000 + b'"}', JSON),
+    "end of time": (json.dumps(new_ticket(opened_at="9999-12-31T23:59:59-23:59")).encode(), JSON),
+    "start of time": (json.dumps(new_ticket(opened_at="0001-01-01T00:00:00+23:59")).encode(), JSON),
     "not JSON": (b"this is not json", JSON),
     "truncated JSON": (b'{"ticket_id": "R-2", "subject": ', JSON),
     "non-UTF-8": (b'{"subject": "\xff\xfe\xfd"}', JSON),
@@ -164,6 +166,7 @@ async def test_raw_bodies_on_every_route_get_no_server_error(api: Api, dev_env: 
             "deadline_before=" + "9" * 500,
             "x=" + "y" * 8000,
             "state=%00",
+            "deadline_before=9999-12-31T23:59:59-23:59",
             "page_size=99999999999999999999999",
         ):
             answer = await http.get(f"/tickets?{query}")

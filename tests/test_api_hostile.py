@@ -134,6 +134,9 @@ async def test_oversized_fields_get_422_naming_the_field(api: Api) -> None:
                 "/tickets", json=new_ticket(customer={"id": "c", "name": "n" * 201})
             ),
             ("body", "ticket_id"): await system.post("/tickets", json=new_ticket(ticket_id="t" * 201)),
+            ("body", "opened_at"): await system.post(
+                "/tickets", json=new_ticket(opened_at="0001-01-01T00:00:00+23:59")
+            ),
             ("body", "note"): await agent.post(
                 f"/tickets/{tid}/acknowledge", json={"actor": {"id": "ann", "role": "agent"}, "note": "n" * 10_001}
             ),

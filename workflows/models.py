@@ -17,7 +17,7 @@ carried state or in a search attribute, and each of those has a hard size limit 
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -108,10 +108,29 @@ class Ticket(BaseModel):
         return value
 
 
+# What the HTTP API accepts as `opened_at` (the workflow never sees this check; it is the edge's).
+OPENED_AT_RANGE = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
+
+
 class TicketRequest(Ticket):
-    """A ticket as the HTTP API accepts it: unknown fields are errors that name the field."""
+    """A ticket as the HTTP API accepts it: unknown fields are errors that name the field, and
+    `opened_at` lies between 2000 and 2200 (a date at the end of time overflows SLA arithmetic)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("opened_at")
+    @classmethod
+    def _plausible_opening(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        low, high = OPENED_AT_RANGE
+        try:
+            inside = low <= value.astimezone(UTC) < high
+        except OverflowError:
+            inside = False
+        if not inside:
+            raise ValueError(f"must lie between {low.date()} and {high.date()}")
+        return value
 
 
 class Actor(Message):
