@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -89,15 +90,22 @@ async def running_api(
     )
     settings = Settings.model_validate(values)
     async with httpx.AsyncClient() as http:
+        for attempt in range(5):  # another process on this machine may take the free port first
+            server = build_server(settings, client)
+            serving = asyncio.create_task(server.serve())
+            while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has only a flag
+                await asyncio.sleep(0.05)
+            if server.started:
+                break
+            with contextlib.suppress(BaseException):
+                serving.result()
+            if attempt == 4:
+                raise RuntimeError(f"uvicorn did not start on port {settings.api_port}")
+            settings = Settings.model_validate(values | {"api_port": free_port()})
         running = build_worker(client, settings, http) if worker else None
-        server = build_server(settings, client)
-        tasks = [asyncio.create_task(server.serve())]
+        tasks = [serving]
         if running is not None:
             tasks.append(asyncio.create_task(running.run()))
-        while not server.started:
-            if tasks[0].done():
-                tasks[0].result()
-            await asyncio.sleep(0.05)
         try:
             yield Api(f"http://127.0.0.1:{settings.api_port}", plain, receiver, settings)
         finally:

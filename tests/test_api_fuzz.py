@@ -79,7 +79,7 @@ async def test_schemathesis_with_its_stateful_phase_finds_no_server_error(
         "-H",
         f"X-API-Key: {api.keys['helpdesk']}",
         "--request-timeout",
-        "40",
+        "120",  # the API answers 503 after API_TEMPORAL_TIMEOUT_SECONDS; this only catches a hang
         "--suppress-health-check",
         "all",
         stdout=asyncio.subprocess.PIPE,
