@@ -21,7 +21,6 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -131,12 +130,6 @@ class TicketClient:
                         action, body, id=update_id, result_type=TicketStatus
                     )
                     return result
-                except WorkflowUpdateRPCTimeoutOrCancelledError:
-                    # A long poll that ended without the outcome (a busy server): the same update
-                    # id again attaches to the same update, it never applies the action twice.
-                    if attempt == 3:
-                        raise
-                    continue
                 except RPCError as err:
                     # The server refuses updates for a moment while the ticket continues as new
                     # and signals race it (its task is retried); that is not an answer: try again.
