@@ -16,7 +16,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio import workflow
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
 from temporalio.testing import WorkflowEnvironment
@@ -103,6 +103,8 @@ async def test_a_scrape_after_a_breach_shows_the_business_counters_with_their_la
             await handle.signal(f"drop_tables_{t.ticket_id}", {"x": 1})
             await handle.signal("escalate", {"actor": AGENT, "kind": "functional", "department": t.ticket_id})
             await handle.signal("acknowledge", {"actor": AGENT, f"field_{t.ticket_id}": 1})
+            with pytest.raises(WorkflowUpdateFailedError):  # refused by the update validator
+                await handle.execute_update(f"nonsense_{t.ticket_id}", {"x": 1})
             await env.sleep(timedelta(minutes=31))  # warning at 22.5 min, breach at 30 min
             await until(lambda: receiver.events("sla.breached"), seconds=30)
             await until(lambda: [1] if total(scrape(url), "escalations_breach_delivery_lateness_seconds_count") else [])
@@ -126,6 +128,7 @@ async def test_a_scrape_after_a_breach_shows_the_business_counters_with_their_la
     assert total(samples, "escalations_refused_actions_total", action="unknown", reason="unknown_action") >= 1
     assert total(samples, "escalations_refused_actions_total", action="escalate", reason="policy", via="signal") >= 1
     assert total(samples, "escalations_refused_actions_total", action="acknowledge", reason="invalid") >= 1
+    assert total(samples, "escalations_refused_actions_total", reason="unknown_action", via="update") >= 1
     assert total(samples, "escalations_delivery_attempts_total", activity_type="notify", result="2xx") >= 2
     assert total(samples, "escalations_delivery_duration_seconds_count", endpoint="settings") >= 2
     assert total(samples, "escalations_policy_invalid_total", activity_type="load_policy") == 1
