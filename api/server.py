@@ -387,6 +387,10 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
     for action_name, action_model in ACTIONS.items():
         action_route(action_name, action_model)
 
+    from api.review import add_review_routes
+
+    add_review_routes(app, settings)
+
     @app.post(
         "/webhooks/helpdesk",
         tags=["webhooks"],

@@ -145,6 +145,13 @@ class Settings(BaseSettings):
         default="", description="comma-separated origins (the Temporal UI's); embedded: the dev server's UI"
     )
 
+    # Review: the spike check (README 'Review metrics').
+    review_spike_check: bool = Field(default=True, description="run the review.spike watch in the worker")
+    review_spike_interval_minutes: float = Field(default=15, gt=0, description="how often the spike check runs")
+    review_spike_baseline_days: int = Field(default=28, ge=7, le=365, description="the normal band's window")
+    review_spike_sigma: float = Field(default=3.0, gt=0, description="band: mean + sigma x standard deviation")
+    review_spike_floor: int = Field(default=5, ge=1, description="fewer than this in a day is never a spike")
+
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="auto: console on a terminal, JSON lines otherwise"
     )

@@ -357,3 +357,59 @@ def _facts(i: int, r: _Rows, dept: str) -> TicketFacts:
         category=CATEGORIES[i % 3],
         events=rows,
     )
+
+
+def store_batch(facts: TicketFacts, life_id: str) -> Any:
+    """The generated ticket as the record store's activity would write it (summary row + timeline rows)."""
+    from activities.models import StoreBatch, StoredEvent, TicketRecord
+
+    ev = facts.events
+    routed = next(e for e in ev if e.kind == "routed").detail
+    opened = next(e for e in ev if e.kind == "ticket_opened")
+    resolved = [e for e in ev if e.kind == "resolved"]
+    reopened = [e for e in ev if e.kind == "reopened"]
+    is_resolved = bool(resolved) and (not reopened or resolved[-1].at > reopened[-1].at)
+    last_tier = [e for e in ev if e.kind == "tier_entered"]
+    record = TicketRecord(
+        life_id=life_id,
+        ticket_id=facts.ticket_id,
+        workflow_id=f"ticket-{facts.ticket_id}",
+        opened_at=opened.at,
+        channel=facts.channel,
+        category=facts.category,
+        priority=str(routed.get("priority")),
+        segment="standard",
+        policy_version=str(opened.detail.get("policy_version")),
+        state="resolved" if is_resolved else "open",
+        tier=int(last_tier[-1].detail["tier"]) if last_tier else 0,
+        department=str(routed.get("department")),
+        current_priority=str(routed.get("priority")),
+        resolved_at=resolved[-1].at if is_resolved else None,
+        closed_at=resolved[-1].at + timedelta(days=7) if is_resolved else None,
+        ticket={
+            "ticket_id": facts.ticket_id,
+            "subject": "generated",
+            "channel": facts.channel,
+            "category": facts.category,
+            "priority": str(routed.get("priority")),
+            "customer": {"id": "c-1"},
+            "opened_at": opened.at.isoformat(),
+        },
+    )
+    events = [
+        StoredEvent(
+            seq=i,
+            stream="timeline",
+            at=e.at,
+            kind=e.kind,
+            actor=e.actor,
+            rule=e.detail.get("rule"),
+            clock=e.detail.get("clock"),
+            deadline=e.detail.get("deadline"),
+            reason=e.detail.get("reason"),
+            policy_version=str(opened.detail.get("policy_version")),
+            data=e.detail,
+        )
+        for i, e in enumerate(ev)
+    ]
+    return StoreBatch(record=record, first_seq=0, events=events)

@@ -188,6 +188,9 @@ async def _serve_roles(
                 log.warning("search_attributes.not_registered", error=str(err))
             worker = build_worker(client, settings, http)
             worker_task = asyncio.create_task(worker.run(), name="worker")
+            from review.watch import ensure_spike_watch
+
+            await ensure_spike_watch(client, settings)  # the review.spike check, once per namespace
             tasks["worker"] = worker_task
             if health_on:
                 alive = worker_task

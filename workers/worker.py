@@ -9,10 +9,12 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from activities.review_activities import ReviewActivities
 from activities.store_activities import StoreActivities
 from activities.ticket_activities import TicketActivities
 from config.settings import Settings
 from workflows.digest import FloodControl
+from workflows.review_spike import ReviewSpikeWatch
 from workflows.ticket import TicketEscalation
 
 
@@ -23,8 +25,12 @@ def build_worker(client: Client, settings: Settings, http: httpx.AsyncClient, ta
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[TicketEscalation, FloodControl],
-        activities=[*activities.all(), *StoreActivities(settings).all()],  # type: ignore[list-item]
+        workflows=[TicketEscalation, FloodControl, ReviewSpikeWatch],
+        activities=[
+            *activities.all(),
+            *StoreActivities(settings).all(),
+            *ReviewActivities(settings, http).all(),
+        ],  # type: ignore[list-item]
         max_concurrent_activities=100,
         workflow_runner=runner,
         # SIGTERM: stop polling, let running activities finish (then cancel them; Temporal retries them elsewhere)

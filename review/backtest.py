@@ -1,0 +1,388 @@
+"""`policy backtest`: what would the stored tickets have looked like under another policy?
+
+Each stored ticket life in the period is replayed through the real `TicketEscalation` workflow on
+the time-skipping test server, under the proposed policy: started with the ticket as it opened
+(the store keeps it), then each agent action sent at the moment it came (the store keeps every
+action as it arrived, accepted or not). Outbound side effects go to a recorder, never out. Then the
+review metrics of what happened (the stored timelines) and of the replay are printed side by side
+per department (the department the ticket was first routed to, so both columns count the same
+tickets).
+
+The time-skipping server's clock only moves forward from today, so a ticket is replayed a whole
+number of weeks after it really opened: weekday and local time of day are kept (business hours
+line up), and every action keeps its offset from the opening. One ticket at a time, one server for
+the run (Temporal's time-skipping server does not run several tickets at once well).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from temporalio import activity
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.common import RawValue
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from config.policy import Calendar, load_policy_file
+from review.metrics import Business, EventRow, TicketFacts, derive, review
+from store.models import EventRow as StoredEventRow
+from store.models import TicketRow
+from store.repository import Store
+from workflows.models import ACTIONS, WORKFLOW_TYPE, Ticket, Timeline, workflow_id_for
+
+WEEK = timedelta(days=7)
+MAX_TICKETS = 500
+# Replay each ticket until this long after its last stored event (ladders may fire after it).
+TAIL = timedelta(hours=1)
+MAX_SPAN = timedelta(days=30)
+
+
+@dataclass
+class StoredAction:
+    at: datetime
+    name: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class StoredLife:
+    life_id: str
+    ticket: Ticket
+    facts: TicketFacts  # what happened
+    department: str  # routed to, as it happened
+    actions: list[StoredAction] = field(default_factory=list)
+    last_at: datetime | None = None
+
+
+def load_lives(
+    store: Store, since: datetime, until: datetime, limit: int = MAX_TICKETS
+) -> tuple[list[StoredLife], int]:
+    """Lives opened in [since, until) that the store can replay (it kept the ticket as opened);
+    returns them (oldest first, at most `limit`) and how many were skipped for lack of it."""
+    with Session(store.engine) as session:
+        rows = list(
+            session.scalars(
+                select(TicketRow)
+                .where(TicketRow.opened_at >= since, TicketRow.opened_at < until)
+                .order_by(TicketRow.opened_at, TicketRow.life_id)
+            )
+        )
+        lives: list[StoredLife] = []
+        skipped = 0
+        for row in rows:
+            if len(lives) >= limit:
+                skipped += 1
+                continue
+            try:
+                ticket = Ticket.model_validate(row.ticket or {})
+            except ValidationError:
+                skipped += 1
+                continue
+            events = list(
+                session.scalars(
+                    select(StoredEventRow).where(StoredEventRow.life_id == row.life_id).order_by(StoredEventRow.seq)
+                )
+            )
+            timeline = [
+                EventRow(at=e.at, kind=e.kind, actor=e.actor, detail=e.data if isinstance(e.data, dict) else {})
+                for e in events
+                if e.stream == "timeline"
+            ]
+            actions = []
+            for e in events:
+                if e.stream != "action" or not isinstance(e.data, dict):
+                    continue
+                name, payload = e.data.get("action"), e.data.get("payload")
+                if isinstance(name, str) and name in ACTIONS and isinstance(payload, dict):
+                    actions.append(StoredAction(at=e.at, name=name, payload=payload))
+            facts = TicketFacts(
+                ticket_id=row.ticket_id,
+                channel=row.channel,
+                category=row.category,
+                priority=row.priority,
+                opened_at=row.opened_at,
+                events=timeline,
+            )
+            routed = next((e for e in timeline if e.kind == "routed"), None)
+            lives.append(
+                StoredLife(
+                    life_id=row.life_id,
+                    ticket=ticket.model_copy(update={"opened_at": row.opened_at}),
+                    facts=facts,
+                    department=str((routed.detail.get("department") if routed else None) or row.department),
+                    actions=actions,
+                    last_at=max((e.at for e in events), default=row.opened_at),
+                )
+            )
+    return lives, skipped
+
+
+@activity.defn(dynamic=True)
+async def _recorder(args: Sequence[RawValue]) -> dict[str, Any]:
+    """Every outbound activity (notices, helpdesk, store): nothing leaves a backtest.
+
+    The answer satisfies each result model the workflow decodes (extra fields are ignored)."""
+    return {
+        "webhook_id": "backtest",
+        "endpoint": "backtest",
+        "status_code": 200,
+        "attempt": 1,
+        "outcome": "skipped",
+        "detail": "backtest",
+        "written": 0,
+        "duplicates": 0,
+    }
+
+
+async def replay(lives: Sequence[StoredLife], policy_file: Path, now: datetime) -> list[TicketFacts]:
+    """Each life through the real workflow under `policy_file`; the replayed timelines, moved back
+    to the real dates (so periods and days compare)."""
+    from activities.ticket_activities import TicketActivities
+    from config.settings import Settings
+    from workers.connection import binary, register_search_attributes
+    from workflows.ticket import TicketEscalation
+
+    settings = Settings(policy_path=policy_file, _env_file=None)
+    settings = settings.model_copy(update={"store_events": False, "webhook_url": None})
+    loader = TicketActivities(settings, None)  # type: ignore[arg-type]
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=str(binary("temporal-test-server"))
+    )
+    out: list[TicketFacts] = []
+    try:
+        await register_search_attributes(env.client, "default")
+        task_queue = f"backtest-{uuid.uuid4().hex[:8]}"
+        async with Worker(
+            env.client,
+            task_queue=task_queue,
+            workflows=[TicketEscalation],
+            activities=[loader.load_policy, _recorder],
+        ):
+            for life in lives:
+                out.append(await _replay_one(env, life, task_queue, now))
+    finally:
+        await env.shutdown()
+    return out
+
+
+async def _replay_one(env: WorkflowEnvironment, life: StoredLife, task_queue: str, now: datetime) -> TicketFacts:
+    opened = life.ticket.opened_at
+    assert opened is not None
+    clock = await env.get_current_time()
+    weeks = max(1, math.ceil((clock - opened + timedelta(minutes=1)) / WEEK))
+    shift = weeks * WEEK
+    start = opened + shift
+    await env.sleep(start - clock)
+    ticket = life.ticket.model_copy(
+        update={"opened_at": start, "ticket_id": f"{life.ticket.ticket_id}.bt{uuid.uuid4().hex[:6]}"}
+    )
+    handle = await env.client.start_workflow(
+        WORKFLOW_TYPE, ticket, id=workflow_id_for(ticket.ticket_id), task_queue=task_queue
+    )
+    cursor = start
+    for action in sorted(life.actions, key=lambda a: a.at):
+        target = max(action.at + shift, start)
+        if target > cursor:
+            await env.sleep(target - cursor)
+            cursor = target
+        try:
+            payload = ACTIONS[action.name].model_validate(action.payload)
+            await handle.execute_update(action.name, payload)
+        except (ValidationError, WorkflowUpdateFailedError):
+            pass  # refused under this policy (or then): the replay goes on, as the ticket did
+    end = min(max(life.last_at or opened, opened) + TAIL, now, opened + MAX_SPAN) + shift
+    if end > cursor:
+        await env.sleep(end - cursor)
+    timeline = await handle.query("timeline", result_type=Timeline)
+    await handle.terminate("backtest finished")
+    events = [
+        EventRow(at=e.at - shift, kind=e.kind, actor=e.actor, detail=_shift_detail(e.detail, shift))
+        for e in timeline.events
+    ]
+    return life.facts.model_copy(update={"events": events})
+
+
+def _shift_detail(detail: dict[str, Any], shift: timedelta) -> dict[str, Any]:
+    """Move the instants a replayed row carries back by `shift` (deadlines, opened_at)."""
+    out = dict(detail)
+    for key in ("deadline", "opened_at", "until"):
+        value = out.get(key)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                out[key] = (datetime.fromisoformat(value) - shift).isoformat()
+    for key in ("deadlines", "deadlines_after"):
+        value = out.get(key)
+        if isinstance(value, dict):
+            moved = {}
+            for name, when in value.items():
+                try:
+                    moved[name] = (datetime.fromisoformat(when) - shift).isoformat() if isinstance(when, str) else when
+                except ValueError:
+                    moved[name] = when
+            out[key] = moved
+    return out
+
+
+class Side(BaseModel):
+    tickets: int
+    breaches: int
+    breached_tickets: int
+    first_response_breach_rate: float | None
+    resolution_breach_rate: float | None
+    escalations: int
+    escalated_tickets: int
+    escalation_rate: float | None
+    ladder_escalations: int
+    manual_escalations: int
+    resolved_in_first_tier_rate: float | None
+
+
+class BacktestRow(BaseModel):
+    department: str
+    actual: Side
+    proposed: Side
+
+    @property
+    def more_breaches(self) -> int:
+        return self.proposed.breaches - self.actual.breaches
+
+    @property
+    def more_escalations(self) -> int:
+        return self.proposed.escalations - self.actual.escalations
+
+
+class Backtest(BaseModel):
+    policy: str
+    since: datetime
+    until: datetime
+    tickets: int
+    skipped: int
+    rows: list[BacktestRow]
+
+
+def _side(
+    facts: Sequence[TicketFacts], calendars: Mapping[str, Calendar], since: datetime, until: datetime, now: datetime
+) -> Side:
+    business = Business(calendars)
+    derived = [derive(f, business, now) for f in facts]
+    r = review(facts, calendars, since=since, until=until, now=now).overall
+    return Side(
+        tickets=len(facts),
+        breaches=sum(len(d.breaches) for d in derived),
+        breached_tickets=sum(1 for d in derived if d.breaches),
+        first_response_breach_rate=r.breaches["first_response"].breached.rate,
+        resolution_breach_rate=r.breaches["resolution"].breached.rate,
+        escalations=sum(len(d.escalations) for d in derived),
+        escalated_tickets=sum(1 for d in derived if d.escalations),
+        escalation_rate=r.escalations.escalated.rate,
+        ladder_escalations=sum(1 for d in derived for e in d.escalations if e.trigger == "ladder"),
+        manual_escalations=sum(1 for d in derived for e in d.escalations if e.trigger == "manual"),
+        resolved_in_first_tier_rate=r.resolved_in_first_tier.rate,
+    )
+
+
+def compare(
+    lives: Sequence[StoredLife],
+    replayed: Sequence[TicketFacts],
+    calendars: Mapping[str, Calendar],
+    *,
+    policy: str,
+    since: datetime,
+    until: datetime,
+    now: datetime,
+    skipped: int = 0,
+) -> Backtest:
+    """Per department (as first routed in reality), and for all: actual against proposed."""
+    departments = sorted({life.department for life in lives})
+    rows = []
+    for dept in [*departments, "all"]:
+        idx = [i for i, life in enumerate(lives) if dept == "all" or life.department == dept]
+        rows.append(
+            BacktestRow(
+                department=dept,
+                actual=_side([lives[i].facts for i in idx], calendars, since, until, now),
+                proposed=_side([replayed[i] for i in idx], calendars, since, until, now),
+            )
+        )
+    return Backtest(policy=policy, since=since, until=until, tickets=len(lives), skipped=skipped, rows=rows)
+
+
+async def run_backtest(
+    store: Store, policy_file: Path, since: datetime, until: datetime, now: datetime, limit: int
+) -> Backtest:
+    policy = load_policy_file(policy_file)  # PolicyError: the caller reports it (exit 2)
+    lives, skipped = load_lives(store, since, until, limit)
+    replayed = await replay(lives, policy_file, now) if lives else []
+    return compare(
+        lives,
+        replayed,
+        dict(policy.calendars),
+        policy=f"{policy.version}+{policy.fingerprint()}",
+        since=since,
+        until=until,
+        now=now,
+        skipped=skipped,
+    )
+
+
+def _fmt(value: float | int | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value * 100:.1f}%"
+    return str(value)
+
+
+def to_table(result: Backtest) -> str:
+    metrics = [
+        ("tickets", "tickets"),
+        ("breaches", "breaches"),
+        ("breached_tickets", "breached tickets"),
+        ("first_response_breach_rate", "FR breach rate"),
+        ("resolution_breach_rate", "RES breach rate"),
+        ("escalations", "escalations"),
+        ("escalated_tickets", "escalated tickets"),
+        ("escalation_rate", "escalation rate"),
+        ("ladder_escalations", "by ladder"),
+        ("manual_escalations", "manual"),
+        ("resolved_in_first_tier_rate", "resolved in first tier"),
+    ]
+    lines = [
+        f"Backtest of {result.policy} on {result.tickets} stored tickets opened "
+        f"{result.since:%Y-%m-%d %H:%M} to {result.until:%Y-%m-%d %H:%M} UTC"
+        + (
+            f" ({result.skipped} skipped: no ticket as opened in the store, or over the limit)"
+            if result.skipped
+            else ""
+        ),
+        "",
+        f"{'department':<16}{'metric':<24}{'actual':>10}{'proposed':>10}{'change':>10}",
+    ]
+    for row in result.rows:
+        for key, title in metrics:
+            a, p = getattr(row.actual, key), getattr(row.proposed, key)
+            if isinstance(a, int) and isinstance(p, int):
+                change = f"{p - a:+d}"
+            elif a is not None and p is not None:
+                change = f"{(p - a) * 100:+.1f} pt"
+            else:
+                change = "-"
+            lines.append(f"{row.department:<16}{title:<24}{_fmt(a):>10}{_fmt(p):>10}{change:>10}")
+        lines.append(
+            f"{row.department:<16}=> {row.more_breaches:+d} breaches, {row.more_escalations:+d} escalations"
+            " under the proposed policy"
+        )
+        lines.append("")
+    return "\n".join(lines)

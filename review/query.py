@@ -1,0 +1,121 @@
+"""The thin layer between the record store and the pure metrics: read rows, build `TicketFacts`.
+
+Reads the store's tables (`store.models`) with SQLAlchemy: the lives opened in the period plus the
+lives still open now (for "at risk now"), and their `timeline` event rows. Synchronous, like the
+store; async callers run it in a thread. Calendars come from the policy in force (business time).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from config.policy import Calendar, PolicyError, load_policy_file
+from review.metrics import EventRow, Review, TicketFacts, daily_counts, review
+from store.models import EventRow as StoredEventRow
+from store.models import TicketRow
+from store.repository import Store
+
+CHUNK = 500  # life ids per IN (...) query: well under every database's parameter limit
+
+
+_CALENDARS: dict[tuple[str, int, int], dict[str, Calendar]] = {}
+
+
+def calendars_of(policy_path: Path) -> dict[str, Calendar]:
+    """The calendars of the policy in force (read again when the file changes); none (wall time)
+    when it cannot be read."""
+    try:
+        stat = policy_path.stat()
+    except OSError:
+        return {}
+    key = (str(policy_path), stat.st_mtime_ns, stat.st_size)
+    found = _CALENDARS.get(key)
+    if found is None:
+        try:
+            found = dict(load_policy_file(policy_path).calendars)
+        except PolicyError:
+            found = {}
+        _CALENDARS.clear()  # one policy file per process: keep only its newest reading
+        _CALENDARS[key] = found
+    return found
+
+
+def _chunks(items: list[str]) -> Iterator[list[str]]:
+    for i in range(0, len(items), CHUNK):
+        yield items[i : i + CHUNK]
+
+
+def load_facts(store: Store, since: datetime, until: datetime, *, open_now: bool = True) -> list[TicketFacts]:
+    """Lives opened in [since, until), and (with `open_now`) every life not resolved yet."""
+    opened_in = and_(TicketRow.opened_at >= since, TicketRow.opened_at < until)
+    still_open = and_(TicketRow.closed_at.is_(None), TicketRow.state != "resolved")
+    with Session(store.engine) as session:
+        tickets = session.execute(
+            select(
+                TicketRow.life_id,
+                TicketRow.ticket_id,
+                TicketRow.channel,
+                TicketRow.category,
+                TicketRow.priority,
+                TicketRow.opened_at,
+            )
+            .where(or_(opened_in, still_open) if open_now else opened_in)
+            .order_by(TicketRow.opened_at, TicketRow.life_id)
+        ).all()
+        rows: dict[str, list[EventRow]] = defaultdict(list)
+        for chunk in _chunks([t.life_id for t in tickets]):
+            found = session.execute(
+                select(
+                    StoredEventRow.life_id,
+                    StoredEventRow.at,
+                    StoredEventRow.kind,
+                    StoredEventRow.actor,
+                    StoredEventRow.data,
+                )
+                .where(StoredEventRow.life_id.in_(chunk), StoredEventRow.stream == "timeline")
+                .order_by(StoredEventRow.life_id, StoredEventRow.seq)
+            )
+            for life_id, at, kind, actor, data in found:
+                rows[life_id].append(
+                    EventRow(at=at, kind=kind, actor=actor, detail=data if isinstance(data, dict) else {})
+                )
+    return [
+        TicketFacts(
+            ticket_id=t.ticket_id,
+            channel=t.channel,
+            category=t.category,
+            priority=t.priority,
+            opened_at=t.opened_at,
+            events=rows.get(t.life_id, []),
+        )
+        for t in tickets
+    ]
+
+
+def review_from_store(
+    store: Store,
+    calendars: Mapping[str, Calendar],
+    *,
+    since: datetime,
+    until: datetime,
+    now: datetime,
+    group_by: str = "none",
+) -> Review:
+    return review(load_facts(store, since, until), calendars, since=since, until=until, now=now, group_by=group_by)
+
+
+def counts_from_store(
+    store: Store, calendars: Mapping[str, Calendar], *, day_start: datetime, baseline_days: int, now: datetime
+) -> dict[tuple[str, object, str], int]:
+    """Daily escalations and breaches per department over the baseline and the day being checked.
+
+    Tickets opened up to 90 days before the window count too (a breach falls due long after opening)."""
+    since = day_start - timedelta(days=baseline_days + 90)
+    facts = load_facts(store, since, now, open_now=True)
+    return dict(daily_counts(facts, calendars, now))  # type: ignore[arg-type]

@@ -1,0 +1,72 @@
+"""`ReviewSpikeWatch`: checks the record store for escalation and breach spikes, and tells the head.
+
+One long-running workflow per namespace (id `review-spike-watch`, started by the worker). Every
+`interval` it asks the `review_find_spikes` activity which departments are above their normal
+band yesterday or today, and sends each new department+day once (`review_send_spike`, a signed
+`review.spike` webhook whose id is stable per department and day). The pairs already announced are
+carried across continue-as-new, so a department is told once per day.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.review_models import (
+        FindSpikesInput,
+        FindSpikesResult,
+        SendSpikeInput,
+        SendSpikeResult,
+        SpikeFound,
+        SpikeWatchState,
+    )
+
+WATCH_ID = "review-spike-watch"
+MAX_SENT = 500
+CHECKS_PER_RUN = 96
+
+
+@workflow.defn(name="ReviewSpikeWatch")
+class ReviewSpikeWatch:
+    @workflow.run
+    async def run(self, state: SpikeWatchState) -> None:
+        for _ in range(CHECKS_PER_RUN):
+            try:
+                found: FindSpikesResult = await workflow.execute_activity(
+                    "review_find_spikes",
+                    FindSpikesInput(now=workflow.now()),
+                    result_type=FindSpikesResult,
+                    start_to_close_timeout=timedelta(minutes=5),
+                    retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5), maximum_attempts=5),
+                )
+            except Exception as err:  # the store unreachable for long: try again at the next check
+                workflow.logger.warning("review spike check failed: %s", err)
+                found = FindSpikesResult()
+            by_day: dict[str, list[SpikeFound]] = {}
+            for spike in found.spikes:
+                by_day.setdefault(f"{spike.department}|{spike.day}", []).append(spike)
+            for key, spikes in sorted(by_day.items()):
+                if key in state.sent:
+                    continue
+                try:
+                    await workflow.execute_activity(
+                        "review_send_spike",
+                        SendSpikeInput(
+                            department=spikes[0].department,
+                            day=spikes[0].day,
+                            spikes=spikes,
+                            occurred_at=workflow.now(),
+                        ),
+                        result_type=SendSpikeResult,
+                        start_to_close_timeout=timedelta(seconds=30),
+                        retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=10), maximum_attempts=20),
+                    )
+                except Exception as err:  # given up: the next check tries again (same webhook-id)
+                    workflow.logger.warning("review.spike not delivered: %s", err)
+                    continue
+                state.sent = [*state.sent, key][-MAX_SENT:]
+            await workflow.sleep(state.interval, summary="next spike check")
+        workflow.continue_as_new(state)
