@@ -11,6 +11,7 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.channels import EndpointMissing, resolve_endpoint
 from activities.models import Person
 from activities.review_models import (
     FindSpikesInput,
@@ -22,7 +23,6 @@ from activities.review_models import (
 )
 from activities.ticket_activities import BENIGN, _raise_for_status
 from activities.webhooks import sign_headers
-from activities.channels import EndpointMissing, resolve_endpoint
 from config.policy import ChannelKind, PolicyError, load_policy_file
 from config.settings import Settings
 

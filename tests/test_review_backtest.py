@@ -51,7 +51,7 @@ def stored_ticket(
         )
     rows.sort(key=lambda r: (r[0], r[1] == "timeline"))  # an action comes before what it caused
     events = [
-        StoredEvent(seq=i, stream=stream, at=at, kind=kind, actor=actor, data=data)  # type: ignore[arg-type]
+        StoredEvent(seq=i, stream=stream, at=at, kind=kind, actor=actor, data=data)
         for i, (at, stream, kind, actor, data) in enumerate(rows)
     ]
     record = TicketRecord(
@@ -260,7 +260,7 @@ async def test_backtest_of_a_ticket_the_real_workflow_stored(tmp_path: Path) -> 
         await register_search_attributes(env.client, "default")
         settings = Settings(_env_file=None, policy_path=current, store_url=url)
         async with httpx.AsyncClient() as http, build_worker(env.client, settings, http, task_queue="bt-e2e"):
-            ticket = Ticket(ticket_id="E2E-1", subject="x", category="billing", customer={"id": "c"})  # type: ignore[arg-type]
+            ticket = Ticket(ticket_id="E2E-1", subject="x", category="billing", customer={"id": "c"})
             handle = await env.client.start_workflow(
                 WORKFLOW_TYPE, ticket, id=workflow_id_for("E2E-1"), task_queue="bt-e2e"
             )
