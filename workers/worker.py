@@ -26,11 +26,7 @@ def build_worker(client: Client, settings: Settings, http: httpx.AsyncClient, ta
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=[TicketEscalation, FloodControl, ReviewSpikeWatch],
-        activities=[
-            *activities.all(),
-            *StoreActivities(settings).all(),
-            *ReviewActivities(settings, http).all(),
-        ],  # type: ignore[list-item]
+        activities=[*activities.all(), *StoreActivities(settings).all(), *ReviewActivities(settings, http).all()],  # type: ignore[list-item]
         max_concurrent_activities=100,
         workflow_runner=runner,
         # SIGTERM: stop polling, let running activities finish (then cancel them; Temporal retries them elsewhere)
