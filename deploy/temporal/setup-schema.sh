@@ -5,7 +5,7 @@
 set -eu
 : "${POSTGRES_SEEDS:?}" "${POSTGRES_USER:?}" "${SQL_PASSWORD:?}"
 tool() { temporal-sql-tool --plugin postgres12 --ep "$POSTGRES_SEEDS" -u "$POSTGRES_USER" -p 5432 "$@"; }
-for db in temporal temporal_visibility; do
+for db in temporal temporal_visibility escalations; do  # escalations: the product's record store (store/)
   tool --db "$db" create || echo "database $db exists"
 done
 tool --db temporal setup-schema -v 0.0 || true
