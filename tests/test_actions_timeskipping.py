@@ -294,3 +294,21 @@ async def test_invalid_input_fails_at_once(ts_env: WorkflowEnvironment, make_har
         with pytest.raises(WorkflowFailureError) as err:
             await handle.result()
     assert "subject" in str(err.value.cause) and "at least 1 character" in str(err.value.cause)
+
+
+@pytest.mark.parametrize("opened_at", ["0001-01-01T00:00:00+23:59", "9999-12-31T23:00:00+00:00"])
+async def test_an_opening_at_the_ends_of_the_calendar_fails_at_once(
+    ts_env: WorkflowEnvironment, make_harness: Any, opened_at: str
+) -> None:
+    """A raw start (any language, or the CLI) with such a date once wedged its ticket: the SLA
+    arithmetic overflowed in every workflow task. Now the ticket fails at once, naming the field."""
+    async with make_harness(ts_env, None) as h:
+        handle = await h.client.start_workflow(
+            "TicketEscalation",
+            {"ticket_id": "x", "subject": "s", "customer": {"id": "c"}, "opened_at": opened_at},
+            id=workflow_id_for(f"edge-{opened_at[:4]}"),
+            task_queue=h.task_queue,
+        )
+        with pytest.raises(WorkflowFailureError) as err:
+            await handle.result()
+    assert "opened_at: must lie between 2000-01-01 and 2200-01-01" in str(err.value.cause)

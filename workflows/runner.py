@@ -38,6 +38,7 @@ from workflows.models import (
     ACTIONS,
     MAX_ACTION_BYTES,
     MAX_REPORTED_REFUSALS,
+    OPENED_AT_RANGE,
     REFUSAL_SIGNAL,
     NoticeStatus,
     RefusalReport,
@@ -84,6 +85,9 @@ _LOGGED_AT_INFO = frozenset(
 )
 # api: a carried state (second argument) is accepted only by a run started by continue-as-new.
 CARRIED_PATCH = "api-carried-v1"
+# A new ticket whose `opened_at` lies outside `OPENED_AT_RANGE` is refused: near the ends of the
+# calendar the SLA and holiday arithmetic overflows, and such a ticket's tasks failed for ever.
+OPENED_AT_PATCH = "core-opened-at-range-v1"
 
 _LOGGED_AT_WARNING = frozenset(
     {"action_rejected", "notification_undelivered", "notification_failed", "notifications_dropped", "internal_error"}
@@ -124,6 +128,15 @@ class TicketRunner:
         # The carried state is internal: only a run started by continue-as-new may take it. From
         # anywhere else (a raw start with a second argument, a forged input) it is ignored and
         # recorded on the timeline once the ticket opened: it could name any endpoint.
+        opened_at = self._ticket.opened_at if self._invalid is None else None
+        if (
+            carried is None
+            and isinstance(opened_at, datetime)
+            and not OPENED_AT_RANGE[0] <= opened_at < OPENED_AT_RANGE[1]
+            and workflow.patched(OPENED_AT_PATCH)
+        ):
+            low, high = (bound.date().isoformat() for bound in OPENED_AT_RANGE)
+            self._invalid = f"opened_at: must lie between {low} and {high}"
         self._carried_refused: str | None = None
         if carried is not None and not workflow.info().continued_run_id and workflow.patched(CARRIED_PATCH):
             self._carried_refused = type(carried).__name__
