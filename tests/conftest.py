@@ -33,6 +33,21 @@ TEST_CODEC = EncryptionCodec(KeyRing.parse(TEST_CODEC_KEYS))
 TEST_CONVERTER = data_converter(codec=TEST_CODEC)
 
 
+@pytest.fixture(autouse=True)
+def _default_logging() -> None:
+    """Each test starts with structlog and the root logger as an unconfigured process has them.
+
+    A test that runs a command in-process configures logging onto its own captured stream; pytest
+    closes that stream after the test, and a later test's log lines (which it may read from
+    capsys) would go nowhere ("I/O operation on closed file")."""
+    import logging
+
+    import structlog
+
+    structlog.reset_defaults()
+    logging.getLogger().handlers[:] = []
+
+
 @pytest.fixture
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     """A fresh time-skipping test server per test: days of SLA time in milliseconds.
