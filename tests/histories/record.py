@@ -206,6 +206,17 @@ async def carried_from_outside(env: WorkflowEnvironment, tickets: TicketClient, 
 # Scenarios that run under their own policy (and settings) instead of the default one.
 OWN_POLICY: dict[str, Callable[[], dict[str, Any]]] = {"channels": channels_policy}
 
+async def stored_life(env: WorkflowEnvironment, tickets: TicketClient, tid: str, rx: Receiver) -> None:
+    """Patch store-events-v1: a whole life written to the record store in batches, the last batch
+    and the summary stored before the ticket completes (breach, escalation, resolve, reopen window)."""
+    await tickets.open(ticket(ticket_id=tid, priority="high", category="billing"))
+    await env.sleep(timedelta(hours=3))
+    await tickets.act(tid, "acknowledge", {"actor": AGENT})
+    await tickets.act(tid, "escalate", {"actor": AGENT, "kind": "hierarchical", "reason": "angry customer"})
+    await tickets.act(tid, "resolve", {"actor": AGENT, "resolution": "refunded"})
+    await env.sleep(timedelta(days=10))
+
+
 SCENARIOS: dict[str, Scenario] = {
     "untouched_ladder": untouched_ladder,
     "acknowledged_paused_resolved": acknowledged_paused_resolved,
@@ -218,6 +229,7 @@ SCENARIOS: dict[str, Scenario] = {
     "channels": channels,
     "timeline_refusals": timeline_refusals,
     "carried_from_outside": carried_from_outside,
+    "stored_life": stored_life,
 }
 
 
