@@ -89,7 +89,14 @@ async def test_long_lived_ticket_continues_as_new_with_its_state(make_harness: A
             await tickets.act(t.ticket_id, "escalate", {"actor": LEAD, "kind": "hierarchical", "reason": "hard"})
             status = await tickets.status(t.ticket_id)
             timeline = await tickets.timeline(t.ticket_id)
-            described = await h.client.get_workflow_handle(f"ticket-{t.ticket_id}").describe()
+            # It continues as new once the suggestion came and its events are in the record store
+            # (one `store_events` activity after the last action): poll, do not look once.
+            handle = h.client.get_workflow_handle(f"ticket-{t.ticket_id}")
+            for _ in range(100):
+                described = await handle.describe()
+                if described.run_id != opened.run_id:
+                    break
+                await asyncio.sleep(0.2)
     finally:
         await env.shutdown()
     assert described.run_id != opened.run_id  # it continued as new at least once
