@@ -30,7 +30,12 @@ ALL_ROLES = ["system", "agent", "lead", "manager", "auditor"]
 @pytest.fixture(scope="module")
 async def api(dev_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
     keys = {"helpdesk": ALL_ROLES, "ann": ["agent"]}
-    async with running_api(dev_env.client, tmp_path_factory.mktemp("fuzz"), keys) as running:
+    # An update on a fuzzed ticket was seen to take over 30 s on a busy CI machine (not understood
+    # yet: see the README's Known issues); the API's 503 comes after 100 s here, so a slow answer
+    # is not judged a server error, and a real hang still is (schemathesis waits 120 s).
+    async with running_api(
+        dev_env.client, tmp_path_factory.mktemp("fuzz"), keys, api_temporal_timeout_seconds=100
+    ) as running:
         yield running
 
 

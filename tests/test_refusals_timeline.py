@@ -101,7 +101,12 @@ async def test_a_payload_the_cli_refuses_is_on_the_ticket(dev_env: WorkflowEnvir
         bad = '{"actor": {"id": "ann", "role": "agent"}, "kind": "sideways", "reason": "x"}'
         code, _, err = await cli(dev_env, h.task_queue, "act", t.ticket_id, "escalate", bad)
         assert code == 2 and "kind" in err
-        timeline = await h.tickets.timeline(t.ticket_id)
+        # The CLI's report is a signal: the ticket records it at its next workflow task; poll.
+        for _ in range(50):
+            timeline = await h.tickets.timeline(t.ticket_id)
+            if any(e.kind == "refused" for e in timeline.events):
+                break
+            await asyncio.sleep(0.2)
         status = await h.tickets.status(t.ticket_id)
     refused = [e for e in timeline.events if e.kind == "refused"]
     assert len(refused) == 1 and refused[0].actor == "agent:ann" and refused[0].detail["via"] == "cli"
