@@ -250,7 +250,8 @@ async def run_simulation(
     due instant (see `_ExactInstance`), so the schedule is the one a real ticket gets when nothing
     runs late, to the microsecond. `timeline_out` receives the workflow's own timeline."""
     policy = load_policy_file(policy_file)
-    settings = Settings(policy_path=policy_file, _env_file=None)
+    # No record store: a simulation writes nothing anywhere (and has no store_events activity)
+    settings = Settings(policy_path=policy_file, store_events=False, _env_file=None)
     sent: list[tuple[datetime, int, str]] = []  # (when, event sequence, line), appended as activities run
 
     @activity.defn(name="notify")
