@@ -21,6 +21,7 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -55,6 +56,35 @@ def _actor_of(payload: Any) -> Actor | None:
 
 
 NOT_OPENED = "the ticket has not been opened yet"
+
+# Each try of a query or an update gets this long before it is sent again (same update id: the
+# server applies an update once). Why: when updates and queries race on one ticket, the server may
+# drop a speculative workflow task, the worker then evicts the run and drops the queries it had
+# buffered for it (sdk-core: "leftover buffered tasks when evicting run"); such a query is never
+# answered, and without a try timeout its caller waits forever. A retry is answered at once.
+QUERY_TRY = timedelta(seconds=5)
+UPDATE_TRY = timedelta(seconds=10)
+
+
+def _cancelling() -> bool:
+    """True when our own caller is cancelling us (a deadline), as opposed to one RPC timing out."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def query_patiently(handle: WorkflowHandle[Any, Any], name: str, result_type: type[Q], tries: int = 6) -> Q:
+    """A query, sent again when one try is not answered within `QUERY_TRY` (see above); a query
+    changes nothing, so retrying is always safe. After `tries` (no worker at all, say) the last
+    timeout is raised."""
+    for attempt in range(1, tries + 1):
+        try:
+            result: Q = await handle.query(name, result_type=result_type, rpc_timeout=QUERY_TRY)
+            return result
+        except RPCError as err:
+            timed_out = err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)
+            if not timed_out or attempt == tries or _cancelling():
+                raise
+    raise AssertionError("unreachable")
 
 
 class ActionRefused(Exception):
@@ -124,21 +154,27 @@ class TicketClient:
             )
             raise
         try:
-            for attempt in range(4):
+            refused_for_a_moment = 0
+            while True:
                 try:
                     result: TicketStatus = await self.handle(ticket_id).execute_update(
-                        action, body, id=update_id, result_type=TicketStatus
+                        action, body, id=update_id, result_type=TicketStatus, rpc_timeout=UPDATE_TRY
                     )
                     return result
+                except WorkflowUpdateRPCTimeoutOrCancelledError:
+                    # Not answered within UPDATE_TRY (see QUERY_TRY): send it again under the same
+                    # id, which the server applies once. Our caller's own deadline still ends it.
+                    if _cancelling():
+                        raise
                 except RPCError as err:
                     # The server refuses updates for a moment while the ticket continues as new
                     # and signals race it (its task is retried); that is not an answer: try again.
                     if err.status != RPCStatusCode.FAILED_PRECONDITION or "workflow task" not in err.message:
                         raise
-                    if attempt == 3:
+                    refused_for_a_moment += 1
+                    if refused_for_a_moment == 4:
                         raise
-                    await asyncio.sleep(0.2 * (attempt + 1))
-            raise AssertionError("unreachable")
+                    await asyncio.sleep(0.2 * refused_for_a_moment)
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             if isinstance(cause, ApplicationError) and cause.type == "ActionRejected":
@@ -197,8 +233,7 @@ class TicketClient:
         """Query, waiting out the first moments of a ticket (its policy is still loading)."""
         for _ in range(100):
             try:
-                result: Q = await self.handle(ticket_id).query(name, result_type=result_type)
-                return result
+                return await query_patiently(self.handle(ticket_id), name, result_type)
             except WorkflowQueryFailedError as err:
                 if NOT_OPENED not in str(err):
                     raise
@@ -216,13 +251,13 @@ class TicketClient:
             return latest
         # One consistent chain: the latest run as of now, and the runs before it.
         run_id = await self.latest_run(ticket_id)
-        latest = await self.client.get_workflow_handle(workflow_id_for(ticket_id), run_id=run_id).query(
-            "timeline", result_type=Timeline
+        latest = await query_patiently(
+            self.client.get_workflow_handle(workflow_id_for(ticket_id), run_id=run_id), "timeline", Timeline
         )
         events = []
         for earlier_run in await self.earlier_runs(ticket_id, run_id):
             handle = self.client.get_workflow_handle(workflow_id_for(ticket_id), run_id=earlier_run)
-            earlier: Timeline = await handle.query("timeline", result_type=Timeline)
+            earlier = await query_patiently(handle, "timeline", Timeline)
             events += earlier.events
         return Timeline(ticket_id=ticket_id, events=[*events, *latest.events], earlier_runs=latest.earlier_runs)
 
