@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import app, bad_input, run_async, settings
+from cli.app import JsonOption, app, bad_input, print_json, run_async, settings
 
 PolicyOption = Annotated[
     Path | None, typer.Option(help="Policy file (default: the POLICY_PATH setting).", show_default=False)
@@ -89,13 +89,32 @@ def codec_key(
     rotate: Annotated[
         bool, typer.Option("--rotate", help="Put a new current key in front of the key file's keys (kept).")
     ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Print a new payload-encryption key entry for ESCALATIONS_CODEC_KEYS, or rotate the key file.
 
+    The new entry (`id:base64key`) is the secret itself, printed once, as `api-key` prints its key;
+    `--rotate` prints no key material (the new key is only in the file). `--json`: `{key_id, entry,
+    setting}`, or with `--rotate` `{key_file, key_id, older_keys}`.
+
     Example: escalations codec-key --rotate
     """
-    from workers.codec import key_command
+    from workers.codec import CodecError, key_entry, rotate_configured_key_file
 
-    code = key_command(settings(), rotate=rotate)
-    if code:
-        raise typer.Exit(code)
+    if not rotate:
+        entry = key_entry()
+        if as_json:
+            print_json({"key_id": entry.partition(":")[0], "entry": entry, "setting": "ESCALATIONS_CODEC_KEYS"})
+            return
+        print(entry)
+        print("add it in front of ESCALATIONS_CODEC_KEYS (comma-separated; keep the old keys after it)")
+        return
+    try:
+        path, ring = rotate_configured_key_file(settings())
+    except CodecError as err:
+        bad_input(f"codec-key --rotate: {err}")
+    if as_json:
+        print_json({"key_file": str(path), "key_id": ring.current, "older_keys": len(ring.keys) - 1})
+        return
+    print(f"{path}: new current key {ring.current}; {len(ring.keys) - 1} older key(s) kept for decryption")
+    print("restart the worker, API and codec server processes to encrypt with it")

@@ -320,18 +320,13 @@ async def decode_in_place(messages: Sequence[Message], codec: PayloadCodec | Non
                 failure.ClearField("encoded_attributes")
 
 
-def key_command(settings: Settings, *, rotate: bool) -> int:
-    """`escalations codec-key`: print a new key entry, or put a new current key in front of the key file."""
-    if not rotate:
-        print(key_entry())
-        print("add it in front of ESCALATIONS_CODEC_KEYS (comma-separated; keep the old keys after it)")
-        return 0
+def rotate_configured_key_file(settings: Settings) -> tuple[Path, KeyRing]:
+    """`escalations codec-key --rotate`: put a new current key in front of the settings' key file.
+
+    Returns the file and its new ring; raises `CodecError` when there is no key file to rotate."""
     path, _ = _key_file(settings)
     if path is None or not path.exists():
-        print(f"error: no key file to rotate ({path or 'ESCALATIONS_CODEC_KEY_FILE is unset'})")
-        return 2
+        raise CodecError(f"no key file to rotate ({path or 'ESCALATIONS_CODEC_KEY_FILE is unset'})")
     ring = rotate_key_file(path)
     keyring(settings)  # records the new id beside the data folder's key ids
-    print(f"{path}: new current key {ring.current}; {len(ring.keys) - 1} older key(s) kept for decryption")
-    print("restart the worker, API and codec server processes to encrypt with it")
-    return 0
+    return path, ring
