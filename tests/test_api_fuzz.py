@@ -30,12 +30,9 @@ ALL_ROLES = ["system", "agent", "lead", "manager", "auditor"]
 @pytest.fixture(scope="module")
 async def api(dev_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
     keys = {"helpdesk": ALL_ROLES, "ann": ["agent"]}
-    # An update on a fuzzed ticket was seen to take over 30 s on a busy CI machine (not understood
-    # yet: see the README's Known issues); the API's 503 comes after 100 s here, so a slow answer
-    # is not judged a server error, and a real hang still is (schemathesis waits 120 s).
-    async with running_api(
-        dev_env.client, tmp_path_factory.mktemp("fuzz"), keys, api_temporal_timeout_seconds=100
-    ) as running:
+    # The API's own 30 s before a 503: a query or update lost by the worker under concurrent actions
+    # used to run into it (fixed in `api/client.py`: each try times out and is sent again).
+    async with running_api(dev_env.client, tmp_path_factory.mktemp("fuzz"), keys) as running:
         yield running
 
 
@@ -61,11 +58,6 @@ async def touched_tickets_answer_status(api: Api, dev_env: WorkflowEnvironment) 
     return len(ids)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known issue (README, Known issues): an update on a busy ticket can stay unanswered past "
-    "the API's timeout, which answers 503; a 500 would show in the test's output all the same",
-)
 async def test_schemathesis_with_its_stateful_phase_finds_no_server_error(
     api: Api, dev_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
@@ -188,13 +180,12 @@ async def test_raw_bodies_on_every_route_get_no_server_error(api: Api, dev_env: 
     await touched_tickets_answer_status(api, dev_env)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known issue (README, Known issues): an update on a busy ticket can stay unanswered past "
-    "the API's timeout, which answers 503; a 500 would show in the test's output all the same",
-)
 async def test_concurrent_actions_on_one_ticket_get_no_server_error(api: Api, dev_env: WorkflowEnvironment) -> None:
-    tid = f"C-{uuid.uuid4().hex[:8]}"
+    """28 actions and 10 reads at once on one ticket, three times: every one answered, none 5xx.
+
+    Before the fix in `api/client.py` about one round in two had reads answered 503 after 30 s: the
+    server dropped a speculative workflow task, the worker evicted the run and with it the queries
+    it had buffered, which nobody answered."""
     agent = {"id": "x", "role": "agent"}
     bodies = [
         ("acknowledge", {"actor": agent}),
@@ -205,13 +196,21 @@ async def test_concurrent_actions_on_one_ticket_get_no_server_error(api: Api, de
         ("customer_replied", {"note": "n"}),
         ("change_priority", {"actor": agent, "priority": "urgent", "reason": "r"}),
     ]
-    async with api.client("helpdesk") as http:
-        opens = await asyncio.gather(*(http.post("/tickets", json=new_ticket(ticket_id=tid)) for _ in range(5)))
-        assert sorted(a.status_code for a in opens) == [200, 200, 200, 200, 201]
-        answers = await asyncio.gather(
-            *(http.post(f"/tickets/{tid}/{name}", json=body) for _ in range(4) for name, body in bodies),
-            *(http.get(f"/tickets/{tid}") for _ in range(10)),
-        )
-    assert all(a.status_code < 500 for a in answers), [a.text for a in answers if a.status_code >= 500]
-    async with api.client("ann") as http:
-        assert (await http.get(f"/tickets/{tid}")).status_code == 200
+    for _ in range(3):
+        tid = f"C-{uuid.uuid4().hex[:8]}"
+        async with api.client("helpdesk") as http:
+            http.timeout = httpx.Timeout(60)
+            opens = await asyncio.gather(*(http.post("/tickets", json=new_ticket(ticket_id=tid)) for _ in range(5)))
+            assert sorted(a.status_code for a in opens) == [200, 200, 200, 200, 201]
+            answers = await asyncio.gather(
+                *(http.post(f"/tickets/{tid}/{name}", json=body) for _ in range(4) for name, body in bodies),
+                *(http.get(f"/tickets/{tid}") for _ in range(10)),
+            )
+        failed = [
+            f"{a.request.method} {a.request.url.path}: {a.status_code} {a.text[:200]}"
+            for a in answers
+            if a.status_code >= 500
+        ]
+        assert not failed, failed
+        async with api.client("ann") as http:
+            assert (await http.get(f"/tickets/{tid}")).status_code == 200
