@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from temporalio.api.common.v1 import WorkflowExecution as ExecutionRef
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import (
     Client,
@@ -56,6 +57,9 @@ def _actor_of(payload: Any) -> Actor | None:
 
 
 NOT_OPENED = "the ticket has not been opened yet"
+# What the server says of an update or signal sent to a ticket whose workflow has closed (its
+# status NOT_FOUND, like a ticket that never existed): the ticket exists, it cannot take actions.
+CLOSED = "workflow execution already completed"
 
 # Each try of a query or an update gets this long before it is sent again (same update id: the
 # server applies an update once). Why: when updates and queries race on one ticket, the server may
@@ -167,6 +171,13 @@ class TicketClient:
                     if _cancelling():
                         raise
                 except RPCError as err:
+                    if err.status == RPCStatusCode.NOT_FOUND and CLOSED in err.message:
+                        closed = await self.closed_as(ticket_id) or "closed"
+                        raise ActionRefused(
+                            f"{action} refused: the ticket is closed (its workflow {closed})",
+                            "state",
+                            f"the ticket is closed (its workflow {closed}); open it again to act on it",
+                        ) from None
                     # The server refuses updates for a moment while the ticket continues as new
                     # and signals race it (its task is retried); that is not an answer: try again.
                     if err.status != RPCStatusCode.FAILED_PRECONDITION or "workflow task" not in err.message:
@@ -237,8 +248,15 @@ class TicketClient:
             except WorkflowQueryFailedError as err:
                 if NOT_OPENED not in str(err):
                     raise
+                # A ticket that closed before it opened (invalid input, terminated while its policy
+                # was loading) will never answer: say so now instead of waiting for it.
+                closed = await self.closed_as(ticket_id)
+                if closed is not None:
+                    raise WorkflowQueryFailedError(
+                        f"the ticket's workflow {closed} before the ticket opened; its timeline says why"
+                    ) from None
                 await asyncio.sleep(0.1)
-        raise TimeoutError(f"ticket {ticket_id} did not finish opening within 10 s; is a worker running?")
+        raise TimeoutError(f"ticket {ticket_id} did not finish opening within 10 s")
 
     async def status(self, ticket_id: str) -> TicketStatus:
         return await self._query(ticket_id, "status", TicketStatus)
@@ -268,6 +286,23 @@ class TicketClient:
         )
         answer = await self.client.workflow_service.describe_workflow_execution(request)
         return answer.workflow_execution_info.execution.run_id
+
+    async def closed_as(self, ticket_id: str) -> str | None:
+        """How the ticket's latest run closed (`failed`, `completed`, `terminated`, ...), None while
+        it runs or when that cannot be told."""
+        request = DescribeWorkflowExecutionRequest(
+            namespace=self.client.namespace, execution=ExecutionRef(workflow_id=workflow_id_for(ticket_id))
+        )
+        try:
+            answer = await self.client.workflow_service.describe_workflow_execution(
+                request, timeout=timedelta(seconds=5)
+            )
+        except RPCError:
+            return None
+        status = answer.workflow_execution_info.status
+        if status in (WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING, 0):
+            return None
+        return WorkflowExecutionStatus.Name(status).removeprefix("WORKFLOW_EXECUTION_STATUS_").lower().replace("_", " ")
 
     async def earlier_runs(self, ticket_id: str, run_id: str | None = None) -> list[str]:
         """Run ids of the runs before `run_id` (default: the latest), oldest first; each run's start

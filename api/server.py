@@ -41,7 +41,7 @@ from api.auth import (
     declared,
     requires,
 )
-from api.client import ActionRefused, TicketClient
+from api.client import CLOSED, ActionRefused, TicketClient
 from api.docs import mount_docs
 from api.export import render_timeline
 from api.guard import BodyGuard, install_error_handlers, safe_json
@@ -436,6 +436,8 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
+            if CLOSED in err.message:  # the ticket is closed: the action's own answer says so (409)
+                return False
             if "update" not in err.message.lower():  # the ticket itself does not exist
                 raise HTTPException(404, "no such ticket") from None
             return False
