@@ -143,16 +143,20 @@ def authenticate(
     return caller
 
 
-def requires(roles: Iterable[CallerRole]) -> Callable[[Caller], Caller]:
+def requires(roles: Iterable[CallerRole]) -> Callable[..., Caller]:
     """A dependency that answers 403 unless the caller's key has one of `roles`."""
     served = frozenset(roles)
 
-    def check(caller: Annotated[Caller, Depends(authenticate)]) -> Caller:
+    def check(request: Request, caller: Annotated[Caller, Depends(authenticate)]) -> Caller:
         if not caller.serves(served):
             have = ", ".join(sorted(caller.roles)) or "none"
             raise HTTPException(
                 403, f"key {caller.name!r} (roles {have}) may not use this route; it serves {', '.join(sorted(served))}"
             )
+        # Dependencies run before the body is validated: a 422 handler that finds the caller here
+        # knows the request came with a key that serves the route (`api/server.py` records such
+        # refusals on the ticket; an unauthenticated request must never write on a ticket).
+        request.state.caller = caller
         return caller
 
     return check

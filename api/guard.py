@@ -250,20 +250,26 @@ def _unavailable(msg: str) -> JSONResponse:
     return response
 
 
+def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """A validation failure's errors as the 422 body shows them: bounded, encodable, never echoing
+    a container or anything that cannot be encoded."""
+    errors = []
+    for error in exc.errors():
+        entry = {
+            "loc": [safe_text(str(p), 80) if isinstance(p, str) else p for p in error.get("loc", ())],
+            "msg": safe_text(str(error.get("msg", "")), 500),
+            "type": safe_text(str(error.get("type", "")), 80),
+        }
+        if "input" in error and not isinstance(error["input"], dict | list):
+            entry["input"] = safe_json(error["input"], MAX_ECHO)
+        errors.append(entry)
+    return errors
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        errors = []
-        for error in exc.errors():
-            entry = {
-                "loc": [safe_text(str(p), 80) if isinstance(p, str) else p for p in error.get("loc", ())],
-                "msg": safe_text(str(error.get("msg", "")), 500),
-                "type": safe_text(str(error.get("type", "")), 80),
-            }
-            if "input" in error and not isinstance(error["input"], dict | list):
-                entry["input"] = safe_json(error["input"], MAX_ECHO)
-            errors.append(entry)
-        return JSONResponse({"detail": errors}, status_code=422)
+        return JSONResponse({"detail": validation_errors(exc)}, status_code=422)
 
     async def http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)

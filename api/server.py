@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 import structlog
 import uvicorn
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ValidationError
 from temporalio.client import Client, WorkflowQueryFailedError
@@ -41,11 +42,12 @@ from api.auth import (
     declared,
     requires,
 )
-from api.client import CLOSED, ActionRefused, TicketClient
+from api.client import CLOSED, ActionRefused, TicketClient, _actor_of
 from api.docs import mount_docs
 from api.export import render_timeline
-from api.guard import BodyGuard, install_error_handlers, safe_json
+from api.guard import BodyGuard, install_error_handlers, safe_json, validation_errors
 from api.inbound import InboundRefused, SeenIds, verify_inbound
+from api.refusals import EdgeRefusals, field_and_reason, reporting_actor
 from config.policy import Channel, Priority
 from config.settings import Settings
 from workers.health import add_health_routes
@@ -149,6 +151,7 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
     page_key = settings.page_token_key
     pages = PageTokens(page_key.get_secret_value() if page_key else None)
     seen = SeenIds(settings.inbound_webhook_tolerance_seconds)
+    edge = EdgeRefusals(tickets, settings.api_temporal_timeout_seconds)  # refusals here, told the ticket
     app = FastAPI(
         title="Ticket escalations",
         version="0.1.0",
@@ -161,6 +164,7 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
     app.add_middleware(BodyGuard, max_body_bytes=settings.api_max_body_bytes)
     install_error_handlers(app)
     app.state.keys = keys
+    app.state.edge_refusals = edge
     api_metrics.install(app)  # GET /metrics: request counts and latency by route template
     instrument_api(app, settings)  # tracing, when ESCALATIONS_TRACING is on
 
@@ -368,6 +372,7 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
             return result
 
         act.__name__ = f"action_{name}"
+        action_endpoints[act] = name
         app.post(
             f"/tickets/{{ticket_id}}/{name}",
             tags=["actions"],
@@ -384,8 +389,28 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
             operation_id=f"action_{name}",
         )(act)
 
+    action_endpoints: dict[Any, str] = {}  # endpoint function -> action name
     for action_name, action_model in ACTIONS.items():
         action_route(action_name, action_model)
+
+    async def refused_at_edge(request: Request, exc: Exception) -> JSONResponse:
+        """422 for a body (or header) the route's model refuses; on an action route, called with a
+        key that serves it, the ticket is told (`api/refusals.py`: best effort, after the answer)."""
+        assert isinstance(exc, RequestValidationError)
+        errors = validation_errors(exc)
+        name = action_endpoints.get(request.scope.get("endpoint"))
+        caller = getattr(request.state, "caller", None)
+        ticket_id = request.path_params.get("ticket_id")
+        bad_path = any(list(e["loc"])[:1] == ["path"] for e in errors)
+        if name and isinstance(caller, Caller) and isinstance(ticket_id, str) and not bad_path:
+            try:
+                field, reason = field_and_reason(errors)
+                edge.report(ticket_id, name, field, reason, reporting_actor(caller, roles_of_action(name), exc.body))
+            except Exception as err:  # never at the cost of the answer
+                log.warning("refusal_report.failed", error=type(err).__name__)
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    app.add_exception_handler(RequestValidationError, refused_at_edge)
 
     from api.review import add_review_routes
 
@@ -462,10 +487,14 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
                 raise HTTPException(
                     422, [{"loc": ["body", "data", "ticket_id"], "msg": "a ticket id is needed", "type": "value_error"}]
                 )
+            raw_payload = event.data.get("payload", {})
             try:
-                payload = ACTIONS[action].model_validate(event.data.get("payload", {}))
+                payload = ACTIONS[action].model_validate(raw_payload)
             except ValidationError as err:
-                raise HTTPException(422, _errors(err, "payload")) from None
+                errors = _errors(err, "payload")
+                field, reason = field_and_reason(errors, ("body", "data", "payload"))
+                edge.report(ticket_id, action, field, reason, _actor_of(raw_payload))  # verified sender
+                raise HTTPException(422, errors) from None
         except ValidationError as err:
             raise HTTPException(422, _errors(err)) from None
         except (ValueError, RecursionError) as err:
