@@ -7,6 +7,7 @@ the Python face of that contract.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,6 +31,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from workflows.models import (
     ACTIONS,
+    DIGEST_MARK,
     REFUSAL_SIGNAL,
     WORKFLOW_TYPE,
     Actor,
@@ -91,6 +93,13 @@ async def query_patiently(handle: WorkflowHandle[Any, Any], name: str, result_ty
     raise AssertionError("unreachable")
 
 
+def keyed_update_id(action: str, key: str, body: Message) -> str:
+    """The update id of an action sent with an idempotency key: `<action>:<key>#sha256:<16 hex>`,
+    the last part a fingerprint of the body (the ticket compares it; `workflows/runner.py`)."""
+    digest = hashlib.sha256(body.model_dump_json().encode()).hexdigest()[:16]
+    return f"{action}:{key}{DIGEST_MARK}{digest}"
+
+
 class ActionRefused(Exception):
     """The ticket refused an action; `field` and `reason` say why. The ticket is unchanged."""
 
@@ -147,9 +156,14 @@ class TicketClient:
         id made from the key (inbound webhooks use their `webhook-id`)."""
         model = ACTIONS[action]
         # One update id for every try below, so a retry never applies the action twice.
-        update_id = update_id or (f"{action}:{key}" if key else f"{action}:{uuid.uuid4()}")
+        given = update_id
+        update_id = given or f"{action}:{uuid.uuid4()}"
         try:
             body = payload if isinstance(payload, model) else model.model_validate(payload)
+            if key and not given:
+                # The body's fingerprint rides with the key: the ticket refuses the key again with
+                # another body (a retry must be the same request) instead of answering as applied.
+                update_id = keyed_update_id(action, key, body)
         except ValidationError as err:
             first = err.errors()[0]
             place = ".".join(str(p) for p in first["loc"]) or "payload"

@@ -360,9 +360,10 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
                 result: TicketStatus = await guard_missing(tickets.act(ticket_id, name, body, key=idempotency_key))
             except ActionRefused as refused:
                 code = 409 if refused.field == "state" else 422
+                where = ["header", "idempotency-key"] if refused.field == "idempotency_key" else None
                 detail = [
                     {
-                        "loc": ["body", *(refused.field or "body").split(".")],
+                        "loc": where or ["body", *(refused.field or "body").split(".")],
                         "msg": refused.reason,
                         "type": "action_rejected",
                     }

@@ -202,6 +202,9 @@ class Action:
     data: Any
     via: Literal["signal", "update"] = "update"
     key: str | None = None  # idempotency key (the update id); a repeat applies nothing
+    # The body's fingerprint sent with the key (`api-idem-body-v1`): the key again with another
+    # body is refused, not answered as if it had been applied.
+    digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -487,6 +490,13 @@ class _Decider:
         if isinstance(parsed, Refusal):
             return self.refuse(action, parsed, None)
         if action.key is not None and action.key in self.s.applied_keys:
+            first = self.s.applied_digests.get(action.key)
+            if action.digest is not None and first is not None and first != action.digest:
+                reused = Refusal(
+                    "idempotency_key",
+                    "this key was used for another body of this action; a retry must send the same body",
+                )
+                return self.refuse(action, reused, getattr(parsed, "actor", None))
             self.duplicate = True  # applied before under this key: the answer is the status, nothing changes
             return None
         refusal = check(self.s, self.policy, action.name, parsed, self.now)
@@ -495,6 +505,9 @@ class _Decider:
         getattr(self, f"do_{action.name}")(parsed)
         if action.key is not None:
             self.s.applied_keys = [*self.s.applied_keys, action.key][-MAX_KEYS:]
+            if action.digest is not None or self.s.applied_digests:
+                digests = {**self.s.applied_digests, **({action.key: action.digest} if action.digest else {})}
+                self.s.applied_digests = {k: v for k, v in digests.items() if k in self.s.applied_keys}
         return None
 
     def refuse(self, action: Action, refusal: Refusal, actor: Actor | None) -> None:

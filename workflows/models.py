@@ -60,6 +60,11 @@ def iso_duration(value: timedelta) -> str:
 Duration = Annotated[timedelta, PlainSerializer(iso_duration, return_type=str, when_used="json")]
 
 
+# An update id `<action>:<key>#sha256:<16 hex>` carries the fingerprint of the action's body after
+# its idempotency key (patch `api-idem-body-v1`, `workflows/runner.py`).
+DIGEST_MARK = "#sha256:"
+
+
 def workflow_id_for(ticket_id: str) -> str:
     """The contract's workflow id: one workflow per source-system ticket."""
     return f"ticket-{ticket_id}"

@@ -36,6 +36,7 @@ from workflows.machine import Action, Ctx, Decision, Delivery, Refusal, Undecoda
 from workflows.metrics import TicketMetrics
 from workflows.models import (
     ACTIONS,
+    DIGEST_MARK,
     MAX_ACTION_BYTES,
     MAX_REPORTED_REFUSALS,
     OPENED_AT_RANGE,
@@ -88,6 +89,11 @@ CARRIED_PATCH = "api-carried-v1"
 # A new ticket whose `opened_at` lies outside `OPENED_AT_RANGE` is refused: near the ends of the
 # calendar the SLA and holiday arithmetic overflows, and such a ticket's tasks failed for ever.
 OPENED_AT_PATCH = "core-opened-at-range-v1"
+
+# api: an update id may end with `#sha256:<16 hex>`, the fingerprint of the action's body (the API
+# and the CLI send one with every idempotency key); the key is what comes before it, so the same
+# key with another body is refused instead of answered as applied (machine.Action.digest).
+IDEM_PATCH = "api-idem-body-v1"
 
 _LOGGED_AT_WARNING = frozenset(
     {"action_rejected", "notification_undelivered", "notification_failed", "notifications_dropped", "internal_error"}
@@ -554,7 +560,8 @@ class TicketRunner:
         await workflow.wait_condition(self._opened)
         try:
             update = workflow.current_update_info()
-            action = Action(name, _decode(args), via="update", key=update.id if update else None)
+            key, digest = _split_key(update.id) if update else (None, None)
+            action = Action(name, _decode(args), via="update", key=key, digest=digest)
             decision = self._decide(action)
             _log_action(self._ticket.ticket_id, action, decision)
             if decision.refusal is not None:
@@ -630,6 +637,16 @@ class TicketRunner:
     @workflow.query(name="timeline")
     def timeline(self) -> Timeline:
         return Timeline(ticket_id=self._ticket.ticket_id, events=list(self._timeline), earlier_runs=self._runs - 1)
+
+
+def _split_key(update_id: str) -> tuple[str, str | None]:
+    """The idempotency key and the body's fingerprint of an update id (see `IDEM_PATCH`)."""
+    key, mark, digest = update_id.rpartition(DIGEST_MARK)
+    if not mark or not key or len(digest) != 16 or digest.strip("0123456789abcdef"):
+        return update_id, None
+    if not workflow.patched(IDEM_PATCH):  # a run recorded before: the whole id was the key
+        return update_id, None
+    return key, digest
 
 
 def _decode(args: Sequence[RawValue]) -> Any:

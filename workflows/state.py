@@ -98,6 +98,9 @@ class TicketState(Persisted):
     delivered: int = 0
     dropped: int = 0
     applied_keys: list[str] = Field(default_factory=list)
+    # key -> fingerprint of the body first applied under it (only keys sent with one; patch
+    # `api-idem-body-v1`), bounded with `applied_keys`
+    applied_digests: dict[str, str] = Field(default_factory=dict)
 
 
 class PolicyRef(Persisted):
