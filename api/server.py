@@ -466,6 +466,12 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
                 return False
             if "update" not in err.message.lower():  # the ticket itself does not exist
                 raise HTTPException(404, "no such ticket") from None
+            # Not in this run; the ticket may have continued as new since: it carries its keys.
+            with contextlib.suppress(Exception):  # a worker of a version before this query: no
+                applied = await tickets.handle(ticket_id).query(
+                    "applied", update_id, result_type=bool, rpc_timeout=timedelta(seconds=5)
+                )
+                return applied is True
             return False
         except Exception:  # it exists and was refused: received all the same
             return True

@@ -634,6 +634,15 @@ class TicketRunner:
     def status(self) -> TicketStatus:
         return self.current_status()
 
+    @workflow.query(name="applied")
+    def applied(self, update_id: str) -> bool:
+        """Was an action applied under this update id, in this run or one before it (the last 64
+        keys are carried)? The API asks it before a webhook's action, so that a replay is refused
+        also after continue-as-new. A query: nothing in history, no patch."""
+        if self._state is None or not isinstance(update_id, str):
+            return False
+        return update_id in self._state.applied_keys
+
     @workflow.query(name="timeline")
     def timeline(self) -> Timeline:
         return Timeline(ticket_id=self._ticket.ticket_id, events=list(self._timeline), earlier_runs=self._runs - 1)
