@@ -1,0 +1,61 @@
+"""An action whose update is not answered within one try (`api.client.UPDATE_TRY`: here no worker
+polls for 15 s) is sent again under the same update id and applied exactly once when a worker
+comes: one escalation, one `escalated` row, one outbound `ticket.escalated`, and the caller gets
+the status (not a 503) within the API's timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import httpx
+from temporalio.testing import WorkflowEnvironment
+
+from api.client import UPDATE_TRY, TicketClient
+from tests.apiserver import new_ticket, running_api
+from workers.worker import build_worker
+
+ALL = ["system", "agent", "lead", "manager", "auditor"]
+
+
+async def test_an_update_retried_while_no_worker_polls_is_applied_once(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    async with running_api(
+        dev_env.client, tmp_path, {"helpdesk": ALL}, worker=False, api_temporal_timeout_seconds=90
+    ) as api:
+        tid = f"UR-{uuid.uuid4().hex[:8]}"
+        lead = {"id": "lee", "role": "lead"}
+        async with httpx.AsyncClient() as outbound:
+            worker = build_worker(dev_env.client, api.settings, outbound)
+            running = asyncio.create_task(worker.run())
+            async with api.client("helpdesk") as http:
+                http.timeout = 120
+                assert (await http.post("/tickets", json=new_ticket(ticket_id=tid))).status_code == 201
+                assert (await http.get(f"/tickets/{tid}")).status_code == 200  # opened: its policy is loaded
+                await worker.shutdown()
+                await running
+                escalate = {"actor": lead, "kind": "hierarchical", "reason": "needs a specialist"}
+                sent = asyncio.create_task(http.post(f"/tickets/{tid}/escalate", json=escalate))
+                await asyncio.sleep(UPDATE_TRY.total_seconds() + 5)  # at least one try timed out
+                assert not sent.done()
+                worker = build_worker(dev_env.client, api.settings, outbound)
+                running = asyncio.create_task(worker.run())
+                try:
+                    answer = await sent
+                    assert answer.status_code == 200, answer.text
+                    assert answer.json()["escalation_count"] == 1 and answer.json()["tier"] == 2
+                    for _ in range(100):
+                        if api.receiver.events("ticket.escalated"):
+                            break
+                        await asyncio.sleep(0.2)
+                    await asyncio.sleep(2)
+                    timeline = await TicketClient(dev_env.client, api.settings.task_queue).timeline(tid)
+                    status = (await http.get(f"/tickets/{tid}")).json()
+                finally:
+                    await worker.shutdown()
+                    await running
+    assert status["escalation_count"] == 1 and status["tier"] == 2
+    assert [e.kind for e in timeline.events].count("escalated") == 1
+    assert len(api.receiver.events("ticket.escalated")) == 1
