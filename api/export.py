@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from google.protobuf.json_format import MessageToDict
+from pydantic import BaseModel, Field
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHistory
@@ -331,6 +332,28 @@ async def audit_from_history(client: Client, workflow_id: str) -> list[Entry]:
     return sort_entries([normalize_entry(e) for e in entries])
 
 
+class AuditRow(BaseModel):
+    """One row of the exported timeline, in every format and from every source (`normalize_entry`)."""
+
+    at: str = Field(description="UTC, RFC 3339 with microseconds and `Z`")
+    source: str = Field(description="`history` (Temporal's event history) or `workflow` (the ticket's own account)")
+    event_id: int | None = Field(default=None, description="the history event's id; null for `workflow` rows")
+    kind: str
+    actor: str = Field(description="`role:id`; automatic rows are `system:escalation-policy`")
+    detail: dict[str, Any] = Field(description="JSON values only, absent values left out, durations ISO 8601")
+
+
+class AuditTimeline(BaseModel):
+    """`GET /tickets/{id}/timeline?format=json`, whatever the source."""
+
+    ticket_id: str
+    read_from: Literal["history", "state", "store"]
+    store: dict[str, Any] | None = Field(
+        default=None, description="with `read_from: store`: life, events stored, complete, closed"
+    )
+    events: list[AuditRow]
+
+
 class NotInStore(LookupError):
     """Temporal has no history of the ticket, and the record store has no record of it."""
 
@@ -362,7 +385,9 @@ async def audit(
                 from api.client import TicketClient
 
                 timeline = await TicketClient(client, "").timeline(ticket_id)
-                return Audit([e.model_dump(mode="json") for e in timeline.events], "state")
+                # The same row model as every other source (the raw model is the `timeline` query's).
+                rows = [{**e.model_dump(mode="json"), "source": "workflow", "event_id": None} for e in timeline.events]
+                return Audit([normalize_entry(e) for e in rows], "state")
             return Audit(await audit_from_history(client, workflow_id_for(ticket_id)), "history")
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:

@@ -44,7 +44,7 @@ from api.auth import (
 )
 from api.client import CLOSED, ActionRefused, TicketClient, _actor_of
 from api.docs import mount_docs
-from api.export import render_timeline
+from api.export import AuditTimeline, render_timeline
 from api.guard import BodyGuard, install_error_handlers, safe_json, validation_errors
 from api.inbound import InboundRefused, SeenIds, verify_inbound
 from api.refusals import EdgeRefusals, field_and_reason, reporting_actor
@@ -52,7 +52,7 @@ from config.policy import Channel, Priority
 from config.settings import Settings
 from workers.health import add_health_routes
 from workers.telemetry import instrument_api
-from workflows.models import ACTIONS, State, TicketRequest, TicketStatus, Timeline
+from workflows.models import ACTIONS, State, TicketRequest, TicketStatus
 
 log = structlog.get_logger("api")
 
@@ -300,7 +300,7 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
     @app.get(
         "/tickets/{ticket_id}/timeline",
         tags=["audit"],
-        response_model=Timeline,
+        response_model=AuditTimeline,
         responses={200: {"content": {"text/csv": {}, "text/markdown": {}}}},
         openapi_extra=declared(READERS),
         operation_id="ticket_timeline",
@@ -321,10 +321,7 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
         except NotInStore:
             raise HTTPException(404, "no such ticket") from None
         headers = {"X-Timeline-Source": found.read_from}
-        if format == "json":
-            if found.read_from == "state":
-                body = Timeline(ticket_id=ticket_id, events=found.entries).model_dump(mode="json")
-                return JSONResponse(safe_json({**body, "read_from": "state"}), headers=headers)
+        if format == "json":  # one row model for every source and format (api/export.py)
             # A history may hold anything a caller once sent (a binary signal payload, ...).
             body = {"ticket_id": ticket_id, "read_from": found.read_from, "events": safe_json(found.entries)}
             if found.store is not None:
