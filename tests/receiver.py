@@ -34,6 +34,7 @@ class Receiver:
     lock: threading.Lock = field(default_factory=threading.Lock)
     delay_seconds: float = 0.0  # a slow receiver: each request waits this long before it is answered
     arrived: list[str] = field(default_factory=list)  # webhook-ids as requests arrive (before the delay)
+    status_for_path: dict[str, int] = field(default_factory=dict)  # any path: answer this status
 
     @property
     def url(self) -> str:
@@ -51,6 +52,8 @@ class Receiver:
             if self.fail_next > 0:
                 self.fail_next -= 1
                 return 503
+            if req.path in self.status_for_path:
+                return self.status_for_path[req.path]
             if req.path == "/events":
                 status = self.status_for_type.get(req.json().get("type", ""), 200)
                 if status >= 400:

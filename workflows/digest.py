@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         DigestSummary,
         FloodInput,
     )
+    from workflows import metrics
 
 MAX_LISTED = 500  # entries listed in one digest; beyond, counted ("... and N more")
 MAX_KEYS = 2000  # keys remembered, so a retried notice is recognised (carried across continue-as-new)
@@ -49,6 +50,11 @@ RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=10),
     non_retryable_error_types=["DeliveryRejected", "TemplateFailed"],
 )
+# Notices admitted but not yet taken into a window were dropped in two places: at continue-as-new
+# (the inbox was not carried) and at the end (admitted while the last notices sent on their own
+# were still being retried). Now the workflow neither continues as new nor ends with a notice in
+# its inbox.
+KEEP_INBOX_PATCH = "prod-flood-keep-inbox-v1"
 
 
 def flood_workflow_id(flood_key: str) -> str:
@@ -99,8 +105,14 @@ class FloodControl:
                     schedule_to_close_timeout=TRY_FOR,
                     retry_policy=RETRY,
                 )
-            except Exception as exc:  # given up after its retry window: logged (the digest lists it)
-                workflow.logger.warning("notice %s not delivered: %s", request.key, exc)
+            except Exception as exc:  # given up (retry window over, or refused): logged and counted
+                workflow.logger.error(
+                    "notice %s not delivered: %s",
+                    request.key,
+                    exc,
+                    extra={"kind": "notification_failed", "key": request.key, "flood_control": self._flood.flood_key},
+                )
+                metrics.flood_notice_failed(request.event.type, self._flood.endpoint.name)
 
         task = asyncio.create_task(send())
         self._sending.add(task)
@@ -164,7 +176,13 @@ class FloodControl:
                 )
                 delivered = True
             except Exception as exc:
-                workflow.logger.error("digest %s not delivered: %s", digest_id, exc)
+                workflow.logger.error(
+                    "digest %s not delivered: %s",
+                    digest_id,
+                    exc,
+                    extra={"kind": "notification_failed", "key": digest_id, "flood_control": flood.flood_key},
+                )
+                metrics.flood_notice_failed("digest", flood.endpoint.name)
         self._windows.append(
             DigestSummary(
                 digest_id=digest_id,
@@ -179,16 +197,30 @@ class FloodControl:
     @workflow.run
     async def run(self, flood: FloodInput) -> list[DigestSummary]:
         await workflow.wait_condition(lambda: bool(self._inbox))
-        while self._inbox:
-            await self._window()
-            if workflow.info().is_continue_as_new_suggested() and not self._sending:
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                carried = flood.model_copy(update={"seen": self._seen})
-                workflow.continue_as_new(carried)
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(
-                    lambda: bool(self._inbox), timeout=max(LINGER, flood.window), timeout_summary="idle"
-                )
-        await workflow.wait_condition(lambda: not self._sending)
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return self._windows
+        while True:
+            while self._inbox:
+                await self._window()
+                # Not with notices in the inbox (admitted while the digest went out): they would be
+                # lost; the next window takes them and the check comes again.
+                if (
+                    workflow.info().is_continue_as_new_suggested()
+                    and not self._sending
+                    and not (self._inbox and workflow.patched(KEEP_INBOX_PATCH))
+                ):
+                    await workflow.wait_condition(workflow.all_handlers_finished)
+                    carried = flood.model_copy(update={"seen": self._seen})
+                    workflow.continue_as_new(carried)
+                with contextlib.suppress(TimeoutError):
+                    await workflow.wait_condition(
+                        lambda: bool(self._inbox), timeout=max(LINGER, flood.window), timeout_summary="idle"
+                    )
+            # Idle: end once the notices sent on their own are settled; one admitted meanwhile (they
+            # may be retried for days) opens a new window instead of being dropped.
+            await workflow.wait_condition(lambda: not self._sending or bool(self._inbox))
+            if self._inbox and workflow.patched(KEEP_INBOX_PATCH):
+                continue
+            await workflow.wait_condition(lambda: not self._sending)  # (before the patch: the only wait)
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            if self._inbox and workflow.patched(KEEP_INBOX_PATCH):
+                continue  # admitted in the very task that was to end it
+            return self._windows

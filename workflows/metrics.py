@@ -16,6 +16,7 @@ decisions, never changes them; its only state is a per-ticket map for the latene
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from collections.abc import Callable, Iterable
@@ -242,6 +243,16 @@ class TicketMetrics:
                 BREACH_LATENESS, DESCRIPTIONS[BREACH_LATENESS], "s"
             )
         return histogram
+
+
+def flood_notice_failed(type_: object, endpoint: object) -> None:
+    """A notice (or a digest, type `digest`) that flood control gave up: the ticket recorded its
+    hand-over as delivered, so only this counter (`outcome="failed"`, the `NoticesGivenUp` alert)
+    and the worker's log say that it never arrived. Never raises."""
+    with contextlib.suppress(Exception):
+        workflow.metric_meter().create_counter(NOTIFICATIONS, DESCRIPTIONS[NOTIFICATIONS]).add(
+            1, {"type": name(type_), "endpoint": name(endpoint), "outcome": "failed"}
+        )
 
 
 def _tier(value: object) -> str:
