@@ -358,6 +358,11 @@ class NotInStore(LookupError):
     """Temporal has no history of the ticket, and the record store has no record of it."""
 
 
+class StoreUnavailable(Exception):
+    """The record store could not be read (down, unreachable, not a database): try again later.
+    The message names the error's type only (a database error may carry the URL's host)."""
+
+
 @dataclass
 class Audit:
     """An exported timeline and where it was read from: `history` (Temporal's event history merged
@@ -392,7 +397,12 @@ async def audit(
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
-    life = await asyncio.to_thread(lambda: shared_store(store_url).life(ticket_id))
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        life = await asyncio.to_thread(lambda: shared_store(store_url).life(ticket_id))
+    except (SQLAlchemyError, OSError) as err:
+        raise StoreUnavailable(f"the record store cannot be read now ({type(err).__name__})") from None
     if life is None:
         raise NotInStore(ticket_id)
     return Audit(sort_entries([normalize_entry(e) for e in entries_from_store(life)]), "store", about(life))

@@ -301,7 +301,10 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
         "/tickets/{ticket_id}/timeline",
         tags=["audit"],
         response_model=AuditTimeline,
-        responses={200: {"content": {"text/csv": {}, "text/markdown": {}}}},
+        responses={
+            200: {"content": {"text/csv": {}, "text/markdown": {}}},
+            503: {"description": "Temporal or the record store cannot be reached now"},
+        },
         openapi_extra=declared(READERS),
         operation_id="ticket_timeline",
     )
@@ -314,12 +317,15 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
         """The audit timeline, built from the workflow's event history (default), its own state, or
         the record store; from the store whenever Temporal no longer has the ticket. The header
         `X-Timeline-Source` (and `read_from` in JSON) says which was read."""
-        from api.export import NotInStore, audit
+        from api.export import NotInStore, StoreUnavailable, audit
 
         try:
             found = await guard_missing(audit(client, ticket_id, settings.store_database_url, source))
         except NotInStore:
             raise HTTPException(404, "no such ticket") from None
+        except StoreUnavailable as err:  # not the caller's fault, and not a 500: try again later
+            log.warning("store.unavailable", ticket_id=ticket_id, error=str(err))
+            raise HTTPException(503, f"{err}; try again later", headers={"Retry-After": "5"}) from None
         headers = {"X-Timeline-Source": found.read_from}
         if format == "json":  # one row model for every source and format (api/export.py)
             # A history may hold anything a caller once sent (a binary signal payload, ...).

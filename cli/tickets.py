@@ -32,6 +32,7 @@ from cli.app import (
     table,
     ticket_client,
     to_data,
+    unreachable,
 )
 from workflows.models import ACTIONS, workflow_id_for
 
@@ -233,7 +234,7 @@ def timeline(
 
     Example: escalations timeline T-1001 --format csv -o T-1001.csv
     """
-    from api.export import Audit, NotInStore, audit, render_timeline
+    from api.export import Audit, NotInStore, StoreUnavailable, audit, render_timeline
 
     if as_json:
         fmt = "json"
@@ -246,6 +247,8 @@ def timeline(
                 return await audit(tickets.client, ticket_id, config.store_database_url, source)
             except NotInStore:
                 not_found(f"no such ticket: {ticket_id} (not in Temporal, not in the record store)")
+            except StoreUnavailable as err:
+                unreachable(f"{err} (ESCALATIONS_STORE_URL)")
 
     found = run_async(go())
     entries = found.entries
