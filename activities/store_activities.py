@@ -9,6 +9,7 @@ starts while its database is down and catches up once it is back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import structlog
 from temporalio import activity
@@ -17,8 +18,14 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from activities.models import StoreBatch, StoreResult
 from config.settings import Settings
 from store.repository import Store, shared_store
+from workflows.metrics import DESCRIPTIONS, STORE_WRITES
 
 log = structlog.get_logger("activities.store")
+
+
+def _count_write(result: str) -> None:
+    with contextlib.suppress(Exception):  # a metric never fails the write
+        activity.metric_meter().create_counter(STORE_WRITES, DESCRIPTIONS[STORE_WRITES]).add(1, {"result": result})
 
 
 class StoreActivities:
@@ -45,7 +52,9 @@ class StoreActivities:
             result = await asyncio.to_thread(lambda: self._open().write(batch))
         except Exception as exc:
             # The database is down or refused the write: Temporal retries (without limit, waits up
-            # to a minute apart); the ticket goes on escalating meanwhile.
+            # to a minute apart); the ticket goes on escalating meanwhile. Counted, so that an outage
+            # alerts (`RecordStoreFailing`): the error is benign to the SDK, which counts nothing.
+            _count_write("failed")
             (bound.warning if info.attempt <= 3 or info.attempt % 20 == 0 else bound.debug)(
                 "store.write_failed", error=f"{type(exc).__name__}: {str(exc)[:300]}"
             )
@@ -54,6 +63,7 @@ class StoreActivities:
                 type="StoreUnavailable",
                 category=ApplicationErrorCategory.BENIGN,
             ) from None
+        _count_write("written")
         if info.attempt > 1 or result.duplicates:
             bound.info("store.written", written=result.written, duplicates=result.duplicates)
         return result

@@ -41,6 +41,7 @@ BREACH_LATENESS = PREFIX + "breach_delivery_lateness_seconds"
 DELIVERY_ATTEMPTS = PREFIX + "delivery_attempts"
 DELIVERY_DURATION = PREFIX + "delivery_duration_seconds"
 POLICY_INVALID = PREFIX + "policy_invalid"
+STORE_WRITES = PREFIX + "store_writes"
 HISTOGRAMS_SECONDS = (BREACH_LATENESS, DELIVERY_DURATION)
 
 DESCRIPTIONS = {
@@ -57,6 +58,7 @@ DESCRIPTIONS = {
     DELIVERY_ATTEMPTS: "HTTP tries of a notice by endpoint and result (2xx, 4xx, 5xx, 429, unreachable, ...)",
     DELIVERY_DURATION: "seconds one HTTP try of a notice took, by endpoint",
     POLICY_INVALID: "policy file changes that failed to load (last good policy kept)",
+    STORE_WRITES: "tries to write a batch of a ticket's events to the record store, by result (written, failed)",
 }
 
 OTHER = "other"
