@@ -115,11 +115,14 @@ class Ticket(BaseModel):
 
 # What the HTTP API accepts as `opened_at` (the workflow never sees this check; it is the edge's).
 OPENED_AT_RANGE = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
+# ... and no later than this ahead of the API's clock (clock skew between systems).
+OPENED_AT_SKEW = timedelta(minutes=5)
 
 
 class TicketRequest(Ticket):
     """A ticket as the HTTP API accepts it: unknown fields are errors that name the field, and
-    `opened_at` lies between 2000 and 2200 (a date at the end of time overflows SLA arithmetic)."""
+    `opened_at` lies between 2000 and 2200 (a date at the end of time overflows SLA arithmetic)
+    and not in the future (`OPENED_AT_SKEW`)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -135,6 +138,14 @@ class TicketRequest(Ticket):
             inside = False
         if not inside:
             raise ValueError(f"must lie between {low.date()} and {high.date()}")
+        # A ticket's clocks start at `opened_at`: one opened in the future would not breach (or
+        # escalate) before then, silently. Backdated openings (an import) are fine.
+        if value.astimezone(UTC) > datetime.now(UTC) + OPENED_AT_SKEW:
+            minutes = int(OPENED_AT_SKEW.total_seconds() // 60)
+            raise ValueError(
+                f"must not be in the future (at most {minutes} minutes ahead of this server's clock): "
+                "its SLA clocks would not run before then"
+            )
         return value
 
 
