@@ -67,8 +67,21 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def key_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a key in `ESCALATIONS_API_KEYS` (None: it can). The entries are
+    `name:sha256:roles` separated by commas, and the name is the actor id the key may act as."""
+    if not name or len(name) > 200:
+        return "1 to 200 characters"
+    if any(c in name for c in ":,") or any(not c.isprintable() or c.isspace() for c in name):
+        return "no ':', ',', spaces or control characters (they would break the settings entry)"
+    return None
+
+
 def new_key_entry(name: str, roles: list[str]) -> tuple[str, str]:
     """A fresh random key and the settings entry that admits it."""
+    problem = key_name_problem(name)
+    if problem is not None:
+        raise KeyEntryError(f"name {name!r}: {problem}")
     for role in roles:
         CallerRole(role)  # refuses an unknown role
     key = f"esc_{secrets.token_urlsafe(24)}"

@@ -93,8 +93,11 @@ def api_key(
 
     Example: escalations api-key ann agent lead
     """
-    from api.auth import new_key_entry
+    from api.auth import key_name_problem, new_key_entry
 
+    problem = key_name_problem(name)
+    if problem is not None:
+        bad_input(f"name: {problem}, got {name[:80]!r}")
     unknown = [r for r in roles if r not in ROLES]
     if unknown:
         bad_input(f"roles: unknown role {unknown[0]!r} (one of: {', '.join(ROLES)})")
