@@ -187,11 +187,7 @@ class TicketClient:
                 except RPCError as err:
                     if err.status == RPCStatusCode.NOT_FOUND and CLOSED in err.message:
                         closed = await self.closed_as(ticket_id) or "closed"
-                        raise ActionRefused(
-                            f"{action} refused: the ticket is closed (its workflow {closed})",
-                            "state",
-                            f"the ticket is closed (its workflow {closed}); open it again to act on it",
-                        ) from None
+                        raise self._closed_refusal(closed) from None
                     # The server refuses updates for a moment while the ticket continues as new
                     # and signals race it (its task is retried); that is not an answer: try again.
                     if err.status != RPCStatusCode.FAILED_PRECONDITION or "workflow task" not in err.message:
@@ -252,7 +248,17 @@ class TicketClient:
         """Fire-and-forget: a refused signal changes nothing and is recorded on the timeline."""
         model = ACTIONS[action]
         body = payload if isinstance(payload, model) else model.model_validate(payload)
-        await self.handle(ticket_id).signal(action, body)
+        try:
+            await self.handle(ticket_id).signal(action, body)
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND and CLOSED in err.message:
+                raise self._closed_refusal(await self.closed_as(ticket_id) or "closed") from None
+            raise
+
+    @staticmethod
+    def _closed_refusal(closed: str) -> ActionRefused:
+        reason = f"the ticket is closed (its workflow {closed}); open it again to act on it"
+        return ActionRefused(f"state: {reason}", "state", reason)
 
     async def _query(self, ticket_id: str, name: str, result_type: type[Q]) -> Q:
         """Query, waiting out the first moments of a ticket (its policy is still loading)."""

@@ -104,6 +104,9 @@ def act(
 
     if action not in ACTIONS:
         bad_input(f"action: unknown action {action!r} (one of: {', '.join(sorted(ACTIONS))})")
+    if signal and idempotency_key is not None:
+        # A signal has no id: its retry would be applied again. Only an update takes a key.
+        bad_input("--idempotency-key: only an update takes a key (leave out --signal)")
     data = read_json(payload, "payload")
     try:
         body = model_from(ACTIONS[action], data, f"{action} payload")
@@ -114,10 +117,10 @@ def act(
     async def go() -> Any:
         tickets = await ticket_client(settings())
         with about_ticket(ticket_id):
-            if signal:
-                await tickets.signal(ticket_id, action, body)
-                return None
             try:
+                if signal:
+                    await tickets.signal(ticket_id, action, body)
+                    return None
                 return await tickets.act(ticket_id, action, body, key=idempotency_key)
             except ActionRefused as err:
                 refused(f"{action} refused: {err}")

@@ -61,7 +61,14 @@ async def test_an_action_on_a_closed_ticket_is_refused_as_closed_not_missing(
         assert hook.status_code == 409, hook.text
 
     code, _, err = await cli_for(api, dev_env, "act", tid, "acknowledge", json.dumps({"actor": AGENT}))
-    assert code == 3 and "closed" in err, err
+    assert code == 3 and err.startswith("error: acknowledge refused: state: the ticket is closed"), err
+    code, _, err = await cli_for(api, dev_env, "act", tid, "acknowledge", json.dumps({"actor": AGENT}), "--signal")
+    assert code == 3 and "closed" in err and "terminated" in err, err
+    # A signal has no id: a key with it would be ignored, and a retry applied twice.
+    code, _, err = await cli_for(
+        api, dev_env, "act", tid, "acknowledge", json.dumps({"actor": AGENT}), "--signal", "--idempotency-key", "k"
+    )
+    assert code == 2 and err.startswith("error: --idempotency-key:"), err
 
 
 async def cli_for(api: Api, env: WorkflowEnvironment, *args: str) -> tuple[int, str, str]:
