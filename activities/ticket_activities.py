@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiosmtplib
@@ -70,6 +71,19 @@ def _count_invalid_policy() -> None:
         activity.metric_meter().create_counter(POLICY_INVALID, DESCRIPTIONS[POLICY_INVALID]).add(1)
 
 
+def load_checked_policy(path: Path, settings: Settings) -> Policy:
+    """The policy file as the worker takes it: valid, and every endpoint URL it names allowed by
+    `ESCALATIONS_ALLOWED_ENDPOINT_HOSTS`. Raises `PolicyError` naming each problem."""
+    policy = load_policy_file(path)
+    problems = endpoint_problems(
+        [(f"notifications.endpoints.{e.name}.url", e.url) for e in policy.notifications.endpoints if e.url],
+        settings.endpoint_hosts,
+    )
+    if problems:
+        raise PolicyError(str(path), problems)
+    return policy
+
+
 class TicketActivities:
     """Holds the worker's one shared HTTP client and settings; methods are the activities."""
 
@@ -101,13 +115,7 @@ class TicketActivities:
         if key != self._file_key:
             self._file_key = key
             try:
-                policy = load_policy_file(path)
-                problems = endpoint_problems(
-                    [(f"notifications.endpoints.{e.name}.url", e.url) for e in policy.notifications.endpoints if e.url],
-                    self._settings.endpoint_hosts,
-                )
-                if problems:
-                    raise PolicyError(str(path), problems)
+                policy = load_checked_policy(path, self._settings)
                 if self._good is None or policy.fingerprint() != self._good.fingerprint():
                     log.info("policy.loaded", path=str(path), version=policy.version_label(path))
                 self._good = policy
@@ -129,7 +137,13 @@ class TicketActivities:
         """The policy in force now, frozen into the ticket's history by this (local) activity's result.
 
         Snapshots are shared per policy content and holiday year, so YAML is not parsed per ticket."""
-        policy = self._current_policy()
+        try:
+            policy = self._current_policy()
+        except ApplicationError:
+            # No valid policy at all (the file was never valid under this worker): the new ticket
+            # waits, retried without limit. Counted on every try, so the alert stays on meanwhile.
+            _count_invalid_policy()
+            raise
         cache_key = (policy.fingerprint(), request.opened_at.year)
         snapshot = self._snapshots.get(cache_key)
         if snapshot is None:

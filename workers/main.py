@@ -22,7 +22,7 @@ from typing import Any, Literal
 import structlog
 import uvicorn
 
-from config.policy import PolicyError, load_policy_file
+from config.policy import PolicyError
 from config.settings import Settings
 from workers.codec import CodecError, codec_for
 from workers.connection import connect, register_search_attributes
@@ -69,8 +69,10 @@ async def serve(
     else:
         log.info("codec.enabled", key_id=codec.ring.current, keys=len(codec.ring.keys))
     if "worker" in wanted:
+        from activities.ticket_activities import load_checked_policy  # the worker's own check, URLs included
+
         try:
-            policy = load_policy_file(settings.policy_path)
+            policy = load_checked_policy(settings.policy_path, settings)
         except PolicyError as err:
             log.error("policy.invalid", path=str(settings.policy_path), problems=err.problems)
             print(err, file=sys.stderr)

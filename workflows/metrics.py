@@ -57,7 +57,8 @@ DESCRIPTIONS = {
     BREACH_LATENESS: "seconds from an SLA deadline to the delivery of the breach notice sent with it",
     DELIVERY_ATTEMPTS: "HTTP tries of a notice by endpoint and result (2xx, 4xx, 5xx, 429, unreachable, ...)",
     DELIVERY_DURATION: "seconds one HTTP try of a notice took, by endpoint",
-    POLICY_INVALID: "policy file changes that failed to load (last good policy kept)",
+    POLICY_INVALID: "policy file changes that failed to load (last good policy kept), and tries of a new "
+    "ticket to load its policy while the worker has no valid one",
     STORE_WRITES: "tries to write a batch of a ticket's events to the record store, by result (written, failed)",
 }
 
