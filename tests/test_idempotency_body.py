@@ -16,7 +16,7 @@ from tests.apiserver import Api, new_ticket, running_api
 from tests.helpers import AGENT
 from tests.test_machine import Run
 from workflows.machine import Action
-from workflows.models import Resolve, State
+from workflows.models import Escalate, Resolve, State
 
 
 def test_the_machine_refuses_a_key_again_with_another_body_and_keeps_the_first() -> None:
@@ -58,6 +58,11 @@ def test_the_update_id_carries_the_body_fingerprint_after_the_key() -> None:
     assert update_id.startswith("resolve:K#1#sha256:") and len(update_id) == len("resolve:K#1#sha256:") + 16
     assert update_id == keyed_update_id("resolve", "K#1", Resolve.model_validate(body.model_dump()))
     assert update_id != keyed_update_id("resolve", "K#1", Resolve(actor=AGENT, resolution="refunded!"))
+    # A default spelled out is the same body (and a field added later with a default changes nothing).
+    escalate = {"actor": AGENT, "kind": "hierarchical", "reason": "r"}
+    assert keyed_update_id("escalate", "k", Escalate.model_validate(escalate)) == keyed_update_id(
+        "escalate", "k", Escalate.model_validate(escalate | {"to_tier": None, "department": None})
+    )
 
 
 @pytest.fixture(scope="module")
