@@ -217,6 +217,21 @@ async def stored_life(env: WorkflowEnvironment, tickets: TicketClient, tid: str,
     await env.sleep(timedelta(days=10))
 
 
+async def idempotency_bodies(env: WorkflowEnvironment, tickets: TicketClient, tid: str, rx: Receiver) -> None:
+    """Patch api-idem-body-v1: an action under a key (update id `<action>:<key>#sha256:<16 hex>`),
+    the same request again (a duplicate), the key with another body (refused), a bare key (another
+    SDK), then resolved."""
+    await tickets.open(ticket(ticket_id=tid))
+    up = {"actor": LEAD, "priority": "urgent", "reason": "vip"}
+    await tickets.act(tid, "change_priority", up, key="k-1")
+    await tickets.act(tid, "change_priority", up, key="k-1")
+    with contextlib.suppress(ActionRefused):
+        await tickets.act(tid, "change_priority", up | {"priority": "low"}, key="k-1")
+    await tickets.act(tid, "acknowledge", {"actor": AGENT}, update_id="bare-key")
+    await tickets.act(tid, "resolve", {"actor": AGENT, "resolution": "done"}, key="k-2")
+    await env.sleep(timedelta(days=10))
+
+
 SCENARIOS: dict[str, Scenario] = {
     "untouched_ladder": untouched_ladder,
     "acknowledged_paused_resolved": acknowledged_paused_resolved,
@@ -230,6 +245,7 @@ SCENARIOS: dict[str, Scenario] = {
     "timeline_refusals": timeline_refusals,
     "carried_from_outside": carried_from_outside,
     "stored_life": stored_life,
+    "idempotency_bodies": idempotency_bodies,
 }
 
 
