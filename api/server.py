@@ -26,7 +26,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Reques
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ValidationError
-from temporalio.client import Client, WorkflowQueryFailedError
+from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import metrics as api_metrics
@@ -361,6 +361,20 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
                     raise HTTPException(403, f"key {caller.name!r} may act only as itself, not {actor.id!r}")
             try:
                 result: TicketStatus = await guard_missing(tickets.act(ticket_id, name, body, key=idempotency_key))
+            except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+                # The update may be applied after we stopped waiting: say how to retry safely.
+                log.warning("temporal.timeout", ticket_id=ticket_id, action=name, keyed=idempotency_key is not None)
+                safely = (
+                    "send it again with the same Idempotency-Key"
+                    if idempotency_key
+                    else "a retry without an Idempotency-Key may apply it twice; read the status first"
+                )
+                raise HTTPException(
+                    503,
+                    f"no answer from the ticket within {settings.api_temporal_timeout_seconds} s; "
+                    f"the action may still be applied: {safely}",
+                    headers={"Retry-After": "5"},
+                ) from None
             except ActionRefused as refused:
                 code = 409 if refused.field == "state" else 422
                 where = ["header", "idempotency-key"] if refused.field == "idempotency_key" else None

@@ -59,3 +59,43 @@ async def test_an_update_retried_while_no_worker_polls_is_applied_once(
     assert status["escalation_count"] == 1 and status["tier"] == 2
     assert [e.kind for e in timeline.events].count("escalated") == 1
     assert len(api.receiver.events("ticket.escalated")) == 1
+
+
+async def test_an_action_the_api_stopped_waiting_for_says_how_to_retry_and_a_keyed_retry_applies_once(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    async with running_api(
+        dev_env.client, tmp_path, {"helpdesk": ALL}, worker=False, api_temporal_timeout_seconds=3
+    ) as api:
+        tid = f"UT-{uuid.uuid4().hex[:8]}"
+        escalate = {"actor": {"id": "lee", "role": "lead"}, "kind": "hierarchical", "reason": "needs a specialist"}
+        key = {"Idempotency-Key": "esc-1"}
+        async with httpx.AsyncClient() as outbound:
+            worker = build_worker(dev_env.client, api.settings, outbound)
+            running = asyncio.create_task(worker.run())
+            async with api.client("helpdesk") as http:
+                assert (await http.post("/tickets", json=new_ticket(ticket_id=tid))).status_code == 201
+                assert (await http.get(f"/tickets/{tid}")).status_code == 200
+                await worker.shutdown()
+                await running
+                late = await http.post(f"/tickets/{tid}/escalate", json=escalate, headers=key)
+                assert late.status_code == 503 and late.headers["retry-after"] == "5", late.text
+                assert "may still be applied" in late.text and "same Idempotency-Key" in late.text
+                unkeyed = await http.post(f"/tickets/{tid}/acknowledge", json={"actor": {"id": "a", "role": "agent"}})
+                assert unkeyed.status_code == 503 and "may apply it twice" in unkeyed.text
+                worker = build_worker(dev_env.client, api.settings, outbound)
+                running = asyncio.create_task(worker.run())
+                try:
+                    api.settings.api_temporal_timeout_seconds = 60  # the retry may wait for the worker
+                    retried = await http.post(f"/tickets/{tid}/escalate", json=escalate, headers=key)
+                    for _ in range(50):  # the unkeyed acknowledge the API gave up on is applied too
+                        status = (await http.get(f"/tickets/{tid}")).json()
+                        if status["assignee"] == "a":
+                            break
+                        await asyncio.sleep(0.2)
+                finally:
+                    await worker.shutdown()
+                    await running
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["escalation_count"] == 1
+    assert status["escalation_count"] == 1 and status["assignee"] == "a"
