@@ -80,3 +80,37 @@ async def test_a_record_store_that_cannot_be_written_is_counted_and_the_ticket_c
         assert life is not None and [e.kind for e in life.events][:1] == ["ticket_opened"]
     finally:
         store.dispose()
+
+
+async def test_a_signal_carrying_nan_does_not_wedge_the_record(
+    dev_env: WorkflowEnvironment, receiver: Receiver, make_harness: Any, store_url: str
+) -> None:
+    """Any Temporal client may signal a ticket with JSON that holds `NaN` or `Infinity` (Python's
+    json writes them; the HTTP API refuses them). The ticket records every action as it arrived in
+    the record store, and PostgreSQL's json type refuses those tokens: were they written, the batch
+    would fail for ever, every later event would wait behind it and the resolved ticket would never
+    complete. They reach the store as null (the activity's input is serialized by pydantic)."""
+    from temporalio.api.common.v1 import Payload
+    from temporalio.common import RawValue
+
+    from tests.helpers import AGENT
+    from tests.test_store_devserver import fast_policy
+
+    async with make_harness(dev_env, receiver, fast_policy("PT1H"), store_url=store_url) as h:
+        t = ticket()
+        await h.tickets.open(t)
+        raw = b'{"actor": {"id": "ann", "role": "agent"}, "note": NaN, "score": -Infinity}'
+        handle = h.client.get_workflow_handle(f"ticket-{t.ticket_id}")
+        await handle.signal("acknowledge", RawValue(Payload(metadata={"encoding": b"json/plain"}, data=raw)))
+        await h.tickets.act(t.ticket_id, "resolve", {"actor": AGENT, "resolution": "done"})
+        summary = await asyncio.wait_for(h.tickets.handle(t.ticket_id).result(), 90)
+    assert summary["final_state"] == "resolved"
+    store = Store(store_url)
+    try:
+        life = store.life(t.ticket_id)
+        assert life is not None and life.ticket.closed_at is not None
+        actions = store.events([life.ticket.life_id], streams=("action",))
+        (signalled,) = [e for e in actions if e.kind == "action.acknowledge"]
+        assert signalled.data["payload"]["note"] is None and signalled.data["payload"]["score"] is None
+    finally:
+        store.dispose()
