@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from collections.abc import Generator
 from datetime import UTC, datetime, timedelta
@@ -100,6 +101,7 @@ def _rows_value(attrs: Any, name: str) -> Any:
 # The ticket id in a path: the same bounds as `Ticket.ticket_id`, so a path never names what
 # could not be a ticket (and never reaches Temporal as an oversized workflow id).
 TicketId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")]
+TICKET_ID = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 
 # Roles of the customer-side actions (no actor: the platform speaks for the customer).
 CUSTOMER_SIDE = {"customer_replied", "confirm_solved"}
@@ -507,10 +509,11 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
                     422, [{"loc": ["body", "data", "action"], "msg": "unknown action", "type": "value_error"}]
                 )
             ticket_id = event.data.get("ticket_id")
-            if not isinstance(ticket_id, str) or not ticket_id or len(ticket_id) > 200:
-                raise HTTPException(
-                    422, [{"loc": ["body", "data", "ticket_id"], "msg": "a ticket id is needed", "type": "value_error"}]
-                )
+            if not isinstance(ticket_id, str) or not TICKET_ID.fullmatch(ticket_id):
+                # The bounds of `Ticket.ticket_id`: anything else names no ticket (and a lone
+                # surrogate cannot even be sent to Temporal).
+                msg = "a ticket id is needed: 1 to 200 of A-Z a-z 0-9 . _ : -"
+                raise HTTPException(422, [{"loc": ["body", "data", "ticket_id"], "msg": msg, "type": "value_error"}])
             raw_payload = event.data.get("payload", {})
             try:
                 payload = ACTIONS[action].model_validate(raw_payload)

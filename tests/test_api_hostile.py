@@ -119,6 +119,14 @@ async def test_webhook_bodies_that_verify_but_are_wrong_get_422_without_echoing_
     for body in (lone, smuggled, "not json", '{"type": "ticket.created", "data": {"amount": 1e400}}'):
         answer = await post_hook(api, body, signed(body))
         assert answer.status_code == 422, (body, answer.text)
+    # A ticket id no ticket can have (a lone surrogate was answered "webhook-id already received").
+    for ticket_id in ('"\\ud800"', '"T-1\\u0000"', '"a/b"', '""', '"' + "x" * 201 + '"', "7"):
+        body = '{"type": "ticket.action", "data": {"ticket_id": ' + ticket_id + ', "action": "customer_replied"}}'
+        answer = await post_hook(api, body, signed(body))
+        assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == ["body", "data", "ticket_id"], (
+            body,
+            answer.text,
+        )
 
 
 async def test_oversized_fields_get_422_naming_the_field(api: Api) -> None:
