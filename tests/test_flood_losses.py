@@ -29,6 +29,7 @@ from activities.models import AdmitInput, DeliverInput, EndpointRef, FloodInput,
 from config.settings import EndpointSettings
 from tests.conftest import TEST_CONVERTER, make_settings, policy_doc, start_dev_server
 from tests.receiver import Receiver
+from tests.smtp import SmtpServer, body
 from workers.connection import binary
 from workers.telemetry import metrics_runtime
 from workers.worker import build_worker
@@ -234,3 +235,74 @@ async def test_flood_control_histories_replay_on_current_code(path: Path) -> Non
     replayer = Replayer(workflows=[FloodControl], data_converter=TEST_CONVERTER)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
+
+
+async def test_a_digest_goes_to_the_address_the_policy_gives_now_not_the_first_one(tmp_path: Path) -> None:
+    """The head's email address changes in the policy file under the running worker. Her
+    `FloodControl` workflow (which runs on as long as notices keep coming, continuing as new) was
+    started with the old address: notices sent on their own go to the new one (each carries its
+    recipient), and so must the digest (it went to the old address, for as long as the workflow ran)."""
+
+    smtp = SmtpServer().start()
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=TEST_CONVERTER, test_server_existing_path=str(binary("temporal-test-server"))
+    )
+    key = flood_key("recipient_moved")
+    window = timedelta(seconds=30)
+
+    def mail(ticket_id: str, address: str) -> AdmitInput:
+        request = notice(ticket_id, key, window, 1)
+        deliver = request.notice.model_copy(
+            update={
+                "endpoint": EndpointRef(name="mail"),
+                "channel": "email",
+                "recipient": Person(role="department_head", id="head-recipient_moved", email=address),
+            }
+        )
+        return AdmitInput(key=deliver.key(), notice=deliver)
+
+    async def hand_over(request: AdmitInput) -> str | None:
+        handle = await env.client.start_workflow(
+            "FloodControl",
+            FloodInput(
+                flood_key=key,
+                channel="email",
+                endpoint=EndpointRef(name="mail"),
+                recipient=request.notice.recipient,
+                limit=1,
+                window=window,
+            ),
+            id=flood_workflow_id(key),
+            task_queue=task_queue,
+            start_signal="admit",
+            start_signal_args=[request],
+        )
+        return handle.result_run_id
+
+    task_queue = f"tq-flood-{os.urandom(3).hex()}"
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(policy_doc()))
+    settings = make_settings(policy, None).model_copy(
+        update={"endpoints": {"mail": EndpointSettings.model_validate(smtp.endpoint())}}
+    )
+    try:
+        async with (
+            httpx.AsyncClient(timeout=10) as http,
+            build_worker(env.client, settings, http, task_queue=task_queue),
+        ):
+            first = await hand_over(mail("FL-old-1", "old@example.com"))  # on its own, to the old address
+            await hand_over(mail("FL-old-2", "old@example.com"))  # held: in the first digest
+            await env.sleep(timedelta(seconds=40))
+            # The policy now says new@example.com: tickets hand over notices with the new address.
+            await hand_over(mail("FL-new-1", "new@example.com"))
+            await hand_over(mail("FL-new-2", "new@example.com"))
+            await env.sleep(timedelta(seconds=40))
+            await wait_for(lambda: smtp.mailbox.count("@example.com") >= 4, seconds=30)
+            await keep_history(env.client, key, first, "recipient_moved")
+    finally:
+        await env.shutdown()
+        smtp.stop()
+    old = " ".join(body(m) for m in smtp.mailbox.for_("old@example.com"))
+    new = " ".join(body(m) for m in smtp.mailbox.for_("new@example.com"))
+    assert "FL-old-1" in old and "FL-old-2" in old and "FL-new" not in old
+    assert "FL-new-1" in new and "FL-new-2" in new

@@ -55,6 +55,10 @@ RETRY = RetryPolicy(
 # were still being retried). Now the workflow neither continues as new nor ends with a notice in
 # its inbox.
 KEEP_INBOX_PATCH = "prod-flood-keep-inbox-v1"
+# The digest went to the recipient this workflow was started with (an email address from the policy
+# then), for as long as it ran, also after the policy gave the person a new address. Now it goes to
+# the recipient of the window's latest notice, as the notices sent on their own always did.
+RECIPIENT_PATCH = "prod-flood-recipient-v1"
 
 
 def flood_workflow_id(flood_key: str) -> str:
@@ -75,6 +79,7 @@ class FloodControl:
         self._held = 0
         self._windows: list[DigestSummary] = []
         self._sending: set[asyncio.Task[None]] = set()
+        self._recipient = flood.recipient  # of the latest notice taken: the policy's address now
 
     @workflow.signal(name="admit")
     def admit(self, request: AdmitInput) -> None:
@@ -125,6 +130,8 @@ class FloodControl:
                 continue  # the same notice again (a retry): already taken care of
             self._known.add(request.key)
             self._seen.append(request.key)
+            if request.notice.recipient is not None:
+                self._recipient = request.notice.recipient
             if len(self._seen) > MAX_KEYS:
                 self._known.discard(self._seen.pop(0))
             alone = self._alone < self._flood.limit
@@ -153,12 +160,15 @@ class FloodControl:
         self._take()  # what arrived with the timer still belongs to this window
         delivered = False
         if self._held:
+            recipient = flood.recipient
+            if self._recipient != recipient and workflow.patched(RECIPIENT_PATCH):
+                recipient = self._recipient
             window = DigestInput(
                 digest_id=digest_id,
                 flood_key=flood.flood_key,
                 channel=flood.channel,
                 endpoint=flood.endpoint,
-                recipient=flood.recipient,
+                recipient=recipient,
                 limit=flood.limit,
                 start=start,
                 end=end,
