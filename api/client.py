@@ -188,11 +188,14 @@ class TicketClient:
                         raise
                 except RPCError as err:
                     if err.status == RPCStatusCode.NOT_FOUND and CLOSED in err.message:
-                        closed = await self.closed_as(ticket_id) or "closed"
-                        raise self._closed_refusal(closed) from None
+                        closed = await self.closed_as(ticket_id)
+                        if closed is not None:
+                            raise self._closed_refusal(closed) from None
+                        # The run it reached has just continued as new, and the ticket runs on:
+                        # send it again (same id) to the new run, below.
                     # The server refuses updates for a moment while the ticket continues as new
                     # and signals race it (its task is retried); that is not an answer: try again.
-                    if err.status != RPCStatusCode.FAILED_PRECONDITION or "workflow task" not in err.message:
+                    elif err.status != RPCStatusCode.FAILED_PRECONDITION or "workflow task" not in err.message:
                         raise
                     refused_for_a_moment += 1
                     if refused_for_a_moment == 4:
@@ -250,12 +253,19 @@ class TicketClient:
         """Fire-and-forget: a refused signal changes nothing and is recorded on the timeline."""
         model = ACTIONS[action]
         body = payload if isinstance(payload, model) else model.model_validate(payload)
-        try:
-            await self.handle(ticket_id).signal(action, body)
-        except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND and CLOSED in err.message:
-                raise self._closed_refusal(await self.closed_as(ticket_id) or "closed") from None
-            raise
+        for attempt in range(3):
+            try:
+                await self.handle(ticket_id).signal(action, body)
+                return
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND or CLOSED not in err.message:
+                    raise
+                closed = await self.closed_as(ticket_id)
+                if closed is not None:
+                    raise self._closed_refusal(closed) from None
+                if attempt == 2:  # it reached a run that had just continued as new, three times
+                    raise
+                await asyncio.sleep(0.2)
 
     @staticmethod
     def _closed_refusal(closed: str) -> ActionRefused:
