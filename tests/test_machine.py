@@ -355,6 +355,12 @@ class TicketMachine(RuleBasedStateMachine):
         decision = self.send(Action(name, payload, via=via, key=key), f"act {name} {short(payload)} key={key}")
         after = decision.state
         if decision.refusal is not None:
+            repeated = key is not None and key in before.refused_keys and key not in before.applied_keys
+            if key is not None and repeated and not isinstance(parsed, Refusal):  # refused before: same answer
+                assert decision.duplicate and decision.events == [] and decision.effects == []
+                assert [decision.refusal.field, decision.refusal.reason] == before.refused_keys[key][:2]
+                assert after.model_dump() == before.model_dump(), "a repeated refusal changed the state"
+                return
             assert not decision.duplicate
             assert kinds(decision) == ["action_rejected"], kinds(decision)
             detail = decision.events[0].detail
@@ -362,7 +368,13 @@ class TicketMachine(RuleBasedStateMachine):
             assert detail["via"] == via
             assert decision.effects == []
             assert after.refused == before.refused + 1
-            assert without_refused(after) == without_refused(before), f"a refusal changed the state: {self.steps}"
+            if key is not None and via == "update":  # remembered with its answer
+                assert after.refused_keys[key][:2] == [decision.refusal.field, decision.refusal.reason]
+                assert len(after.refused_keys) <= MAX_KEYS
+            changed = {**without_refused(after), "refused_keys": None}
+            assert changed == {**without_refused(before), "refused_keys": None}, (
+                f"a refusal changed the state: {self.steps}"
+            )
             if isinstance(parsed, Refusal):
                 assert decision.refusal == parsed
             else:

@@ -72,6 +72,11 @@ from workflows.state import MAX_KEYS, MAX_OUTBOX, MAX_VISITED, Notice, TicketSta
 
 # Notices name their endpoint only (no URL in history) and reach people by email, Slack and Teams.
 CHANNELS_PATCH = "channels-v1"
+# An update refused by the ticket is remembered under its id (the idempotency key): the same id
+# again, also after continue-as-new, gets the same refusal, recorded once. Before, a client's retry
+# that reached the next run was judged again (recorded twice, or applied after all).
+REFUSED_KEYS_PATCH = "api-refused-keys-v1"
+REUSED_KEY = "this key was used for another body of this action; a retry must send the same body"
 
 SS, OPEN, ACK, PENDING, RESOLVED = (
     State.self_service,
@@ -492,12 +497,18 @@ class _Decider:
         if action.key is not None and action.key in self.s.applied_keys:
             first = self.s.applied_digests.get(action.key)
             if action.digest is not None and first is not None and first != action.digest:
-                reused = Refusal(
-                    "idempotency_key",
-                    "this key was used for another body of this action; a retry must send the same body",
-                )
+                reused = Refusal("idempotency_key", REUSED_KEY)
                 return self.refuse(action, reused, getattr(parsed, "actor", None))
             self.duplicate = True  # applied before under this key: the answer is the status, nothing changes
+            return None
+        if action.key is not None and action.key in self.s.refused_keys:
+            # Refused before under this id (only kept under REFUSED_KEYS_PATCH): the same answer again
+            # (another body under the key: the key's misuse), recorded once, counted once.
+            field_name, reason, digest = [*self.s.refused_keys[action.key], "", "", ""][:3]
+            if action.digest is not None and digest and digest != action.digest:
+                field_name, reason = "idempotency_key", REUSED_KEY
+            self.refusal = Refusal(field_name, reason)
+            self.duplicate = True
             return None
         refusal = check(self.s, self.policy, action.name, parsed, self.now)
         if refusal is not None:
@@ -516,6 +527,10 @@ class _Decider:
         self.events.clear()
         self.effects.clear()
         self.s.refused += 1
+        if action.key is not None and action.via == "update" and self.ctx.patched(REFUSED_KEYS_PATCH):
+            kept = {k: v for k, v in self.s.refused_keys.items() if k != action.key}
+            kept[action.key] = [refusal.field, refusal.reason, action.digest or ""]
+            self.s.refused_keys = dict(list(kept.items())[-MAX_KEYS:])
         self.record(
             "action_rejected",
             by=actor,

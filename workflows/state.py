@@ -101,6 +101,9 @@ class TicketState(Persisted):
     # key -> fingerprint of the body first applied under it (only keys sent with one; patch
     # `api-idem-body-v1`), bounded with `applied_keys`
     applied_digests: dict[str, str] = Field(default_factory=dict)
+    # update id -> [field, reason, body fingerprint or ""] of the last MAX_KEYS updates the ticket refused (patch
+    # `api-refused-keys-v1`): the same id again gets the same refusal, also after continue-as-new
+    refused_keys: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class PolicyRef(Persisted):

@@ -232,6 +232,22 @@ async def idempotency_bodies(env: WorkflowEnvironment, tickets: TicketClient, ti
     await env.sleep(timedelta(days=10))
 
 
+async def refused_keys(env: WorkflowEnvironment, tickets: TicketClient, tid: str, rx: Receiver) -> None:
+    """Patch api-refused-keys-v1: an update refused under a key, the same request again (answered
+    with the same refusal, recorded once), later a new key that is applied, then resolved."""
+    await tickets.open(ticket(ticket_id=tid))
+    too_soon = {"actor": AGENT, "kind": "hierarchical", "reason": "impatient"}
+    for _ in range(2):
+        with contextlib.suppress(ActionRefused):
+            await tickets.act(tid, "escalate", too_soon, key="k-soon")
+    await env.sleep(timedelta(hours=1))
+    with contextlib.suppress(ActionRefused):
+        await tickets.act(tid, "escalate", too_soon, key="k-soon")
+    await tickets.act(tid, "escalate", too_soon, key="k-later")
+    await tickets.act(tid, "resolve", {"actor": AGENT, "resolution": "done"})
+    await env.sleep(timedelta(days=10))
+
+
 SCENARIOS: dict[str, Scenario] = {
     "untouched_ladder": untouched_ladder,
     "acknowledged_paused_resolved": acknowledged_paused_resolved,
@@ -246,6 +262,7 @@ SCENARIOS: dict[str, Scenario] = {
     "carried_from_outside": carried_from_outside,
     "stored_life": stored_life,
     "idempotency_bodies": idempotency_bodies,
+    "refused_keys": refused_keys,
 }
 
 
