@@ -136,6 +136,9 @@ class AdmitInput(ActivityMessage):
 
     key: str
     notice: DeliverInput = Field(description="the notice, without flood control: sent as is if within the limit")
+    flood: FloodRef | None = Field(
+        default=None, description="the limit and window the ticket's policy gives now (absent before 2026-11-26)"
+    )
 
     @property
     def event(self) -> OutboundEvent:

@@ -290,7 +290,7 @@ class TicketActivities:
             id=workflow_id,
             task_queue=activity.info().task_queue,
             start_signal="admit",
-            start_signal_args=[AdmitInput(key=request.key(), notice=notice)],
+            start_signal_args=[AdmitInput(key=request.key(), notice=notice, flood=flood)],
             static_summary=f"flood control for {flood.key}: at most {flood.limit} per {flood.window}",
         )
         return workflow_id

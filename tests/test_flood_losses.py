@@ -64,7 +64,7 @@ def notice(ticket_id: str, flood_key: str, window: timedelta, limit: int) -> Adm
         channel="slack",
         flood=FloodRef(key=flood_key, limit=limit, window=window),
     )
-    return AdmitInput(key=deliver.key(), notice=deliver.model_copy(update={"flood": None}))
+    return AdmitInput(key=deliver.key(), notice=deliver.model_copy(update={"flood": None}), flood=deliver.flood)
 
 
 async def admit(client: Client, task_queue: str, flood_key: str, request: AdmitInput) -> str | None:
@@ -306,3 +306,32 @@ async def test_a_digest_goes_to_the_address_the_policy_gives_now_not_the_first_o
     new = " ".join(body(m) for m in smtp.mailbox.for_("new@example.com"))
     assert "FL-old-1" in old and "FL-old-2" in old and "FL-new" not in old
     assert "FL-new-1" in new and "FL-new-2" in new
+
+
+async def test_a_new_flood_limit_in_the_policy_applies_to_the_next_window(receiver: Receiver, tmp_path: Path) -> None:
+    """The policy raises the head's flood limit from 1 to 3 under the running worker. Her running
+    `FloodControl` (started with 1, and running on while notices keep coming) must apply 3 from its
+    next window: three notices then go out on their own, and no digest holds them back."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=TEST_CONVERTER, test_server_existing_path=str(binary("temporal-test-server"))
+    )
+    key = flood_key("limit_raised")
+    window = timedelta(seconds=2)
+    try:
+        task_queue = f"tq-flood-{os.urandom(3).hex()}"
+        async with flood_worker(env.client, receiver, tmp_path, task_queue):
+            first = await admit(env.client, task_queue, key, notice("FL-a", key, window, 1))  # alone
+            await admit(env.client, task_queue, key, notice("FL-b", key, window, 1))  # held: a digest
+            await env.sleep(timedelta(seconds=5))
+            for tid in ("FL-c", "FL-d", "FL-e"):  # the policy's limit is 3 now
+                await admit(env.client, task_queue, key, notice(tid, key, window, 3))
+            await env.sleep(timedelta(seconds=5))
+            await wait_for(lambda: len(arrived(receiver, ["FL-e"])) == 1, seconds=30)
+            await keep_history(env.client, key, first, "limit_raised")
+    finally:
+        await env.shutdown()
+    with receiver.lock:
+        bodies = [r.body.decode() for r in receiver.accepted if r.path == "/chat"]
+    digests = [b for b in bodies if "Digest:" in b]
+    assert len(digests) == 1 and "FL-b" in digests[0] and "FL-c" not in digests[0]
+    assert arrived(receiver, ["FL-a", "FL-b", "FL-c", "FL-d", "FL-e"]) == ["FL-a", "FL-b", "FL-c", "FL-d", "FL-e"]

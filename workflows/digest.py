@@ -59,6 +59,9 @@ KEEP_INBOX_PATCH = "prod-flood-keep-inbox-v1"
 # then), for as long as it ran, also after the policy gave the person a new address. Now it goes to
 # the recipient of the window's latest notice, as the notices sent on their own always did.
 RECIPIENT_PATCH = "prod-flood-recipient-v1"
+# Likewise the limit and the window: those the workflow was started with held for as long as it
+# ran, also after the policy changed them. Now each window takes those of the notices it admits.
+LIMITS_PATCH = "prod-flood-limits-v1"
 
 
 def flood_workflow_id(flood_key: str) -> str:
@@ -80,6 +83,7 @@ class FloodControl:
         self._windows: list[DigestSummary] = []
         self._sending: set[asyncio.Task[None]] = set()
         self._recipient = flood.recipient  # of the latest notice taken: the policy's address now
+        self._window_limit = flood.limit  # the limit of the window (for the digest's text)
 
     @workflow.signal(name="admit")
     def admit(self, request: AdmitInput) -> None:
@@ -134,7 +138,7 @@ class FloodControl:
                 self._recipient = request.notice.recipient
             if len(self._seen) > MAX_KEYS:
                 self._known.discard(self._seen.pop(0))
-            alone = self._alone < self._flood.limit
+            alone = self._alone < self._limit(request)
             if alone:
                 self._alone += 1
                 self._send_alone(request)
@@ -145,10 +149,27 @@ class FloodControl:
             else:
                 self._more += 1
 
+    def _limit(self, request: AdmitInput) -> int:
+        """The limit the ticket's policy gives now (carried by the notice), else the starting one."""
+        limit = self._flood.limit
+        if request.flood is not None and request.flood.limit != limit and workflow.patched(LIMITS_PATCH):
+            limit = request.flood.limit
+        self._window_limit = limit
+        return limit
+
+    def _window_length(self) -> timedelta:
+        """Of the window the first waiting notice opens: the policy's now, else the starting one."""
+        window = self._flood.window
+        opener = self._inbox[0].flood if self._inbox else None
+        if opener is not None and opener.window != window and workflow.patched(LIMITS_PATCH):
+            window = opener.window
+        return window
+
     async def _window(self) -> None:
         flood = self._flood
         start = workflow.now()
-        end = start + flood.window
+        end = start + self._window_length()
+        self._window_limit = flood.limit
         digest_id = f"{workflow.info().workflow_id}-{start:%Y%m%dT%H%M%S}"
         self._entries, self._more, self._alone, self._held = [], 0, 0, 0
         while workflow.now() < end:
@@ -169,7 +190,7 @@ class FloodControl:
                 channel=flood.channel,
                 endpoint=flood.endpoint,
                 recipient=recipient,
-                limit=flood.limit,
+                limit=self._window_limit,
                 start=start,
                 end=end,
             )
