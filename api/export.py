@@ -401,7 +401,7 @@ async def audit(
 
     try:
         life = await asyncio.to_thread(lambda: shared_store(store_url).life(ticket_id))
-    except (SQLAlchemyError, OSError) as err:
+    except (SQLAlchemyError, OSError, ImportError) as err:  # ImportError: a URL for a driver not installed
         raise StoreUnavailable(f"the record store cannot be read now ({type(err).__name__})") from None
     if life is None:
         raise NotInStore(ticket_id)

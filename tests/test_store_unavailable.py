@@ -21,10 +21,14 @@ from tests.conftest import TEST_CODEC_KEYS
 def broken_store_urls(folder: Path) -> list[str]:
     garbage = folder / "garbage.db"
     garbage.write_bytes(b"this is not a SQLite database\n" * 200)
-    return [f"sqlite:///{garbage}", "postgresql+psycopg://nobody:secret@127.0.0.1:1/nothing"]
+    return [
+        f"sqlite:///{garbage}",
+        "postgresql+psycopg://nobody:secret@127.0.0.1:1/nothing",
+        "mysql://nobody:secret@127.0.0.1:1/nothing",  # a driver that is not installed
+    ]
 
 
-@pytest.mark.parametrize("which", [0, 1], ids=["not-a-database", "nothing-listening"])
+@pytest.mark.parametrize("which", [0, 1, 2], ids=["not-a-database", "nothing-listening", "no-driver"])
 async def test_an_unreadable_record_store_is_a_503_and_a_one_line_exit_1(
     dev_env: WorkflowEnvironment, tmp_path: Path, which: int
 ) -> None:
