@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -70,6 +71,19 @@ CLOSED = "workflow execution already completed"
 # answered, and without a try timeout its caller waits forever. A retry is answered at once.
 QUERY_TRY = timedelta(seconds=5)
 UPDATE_TRY = timedelta(seconds=10)
+
+
+# Tries of an update the server answers "busy" (see `_busy`), about 25 s with the back-off.
+BUSY_TRIES = 30
+
+
+def _busy(err: RPCError) -> bool:
+    """The server's "not now" to an update: the ticket's in-flight updates are at the server's
+    limit (10 by default), or the update was aborted because a workflow task of the ticket was
+    lost (speculative tasks under concurrent actions). Both are answered by sending it again."""
+    if err.status == RPCStatusCode.RESOURCE_EXHAUSTED:
+        return True
+    return err.status == RPCStatusCode.UNAVAILABLE and "update was aborted" in err.message
 
 
 def _cancelling() -> bool:
@@ -174,7 +188,7 @@ class TicketClient:
             )
             raise
         try:
-            refused_for_a_moment = 0
+            refused_for_a_moment = busy = 0
             while True:
                 try:
                     result: TicketStatus = await self.handle(ticket_id).execute_update(
@@ -187,6 +201,12 @@ class TicketClient:
                     if _cancelling():
                         raise
                 except RPCError as err:
+                    if _busy(err) and busy < BUSY_TRIES and not _cancelling():
+                        # The ticket has its 10 updates in flight, or the server aborted this one
+                        # (a workflow task of the ticket was lost): not an answer. Again, same id.
+                        busy += 1
+                        await asyncio.sleep(min(0.1 * 2**busy, 1.0) * (0.5 + random.random()))
+                        continue
                     if err.status == RPCStatusCode.NOT_FOUND and CLOSED in err.message:
                         closed = await self.closed_as(ticket_id)
                         if closed is not None:
