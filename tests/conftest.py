@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -62,6 +63,22 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     await register_search_attributes(env.client, "default")
     yield env
     await env.shutdown()
+
+
+async def time_skipping_with_metrics() -> tuple[WorkflowEnvironment, str]:
+    """A time-skipping test server whose runtime serves Prometheus metrics on a free port, and the
+    URL to scrape (the SDK's and the product's counters of the workers that run on it)."""
+    from workers.telemetry import metrics_runtime
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=TEST_CONVERTER,
+        test_server_existing_path=str(binary("temporal-test-server")),
+        runtime=metrics_runtime(address),
+    )
+    return env, f"http://{address}/metrics"
 
 
 async def start_dev_server(suggest_continue_as_new_after: int) -> WorkflowEnvironment:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -27,11 +26,10 @@ from temporalio.worker import Replayer
 
 from activities.models import AdmitInput, DeliverInput, EndpointRef, FloodInput, FloodRef, OutboundEvent, Person
 from config.settings import EndpointSettings
-from tests.conftest import TEST_CONVERTER, make_settings, policy_doc, start_dev_server
+from tests.conftest import TEST_CONVERTER, make_settings, policy_doc, start_dev_server, time_skipping_with_metrics
 from tests.receiver import Receiver
 from tests.smtp import SmtpServer, body
 from workers.connection import binary
-from workers.telemetry import metrics_runtime
 from workers.worker import build_worker
 from workflows.digest import FloodControl, flood_workflow_id
 
@@ -187,19 +185,12 @@ async def test_a_notice_or_digest_that_flood_control_gives_up_is_counted_as_fail
     """The ticket records the hand-over to flood control as delivered; when flood control then gives
     a notice up (here: the chat service refuses it, 410), the worker's `escalations_notifications_total`
     counts it `failed`, as it counts a ticket's own, so the `NoticesGivenUp` alert fires."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{s.getsockname()[1]}"
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=TEST_CONVERTER,
-        test_server_existing_path=str(binary("temporal-test-server")),
-        runtime=metrics_runtime(address),
-    )
+    env, metrics = await time_skipping_with_metrics()
     receiver.status_for_path["/chat"] = 410
 
     def failed() -> dict[str, float]:
         found: dict[str, float] = {}
-        text = httpx.get(f"http://{address}/metrics", timeout=5).text
+        text = httpx.get(metrics, timeout=5).text
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 labels = sample.labels

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -16,12 +15,10 @@ from pathlib import Path
 import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import TEST_CODEC_KEYS, TEST_CONVERTER, make_settings, policy_doc
+from tests.conftest import TEST_CODEC_KEYS, make_settings, policy_doc, time_skipping_with_metrics
 from tests.helpers import ticket
-from workers.connection import binary, register_search_attributes
-from workers.telemetry import metrics_runtime
+from workers.connection import register_search_attributes
 from workers.worker import build_worker
 from workflows.models import workflow_id_for
 
@@ -53,17 +50,10 @@ def test_the_worker_process_refuses_to_start_with_such_a_policy(tmp_path: Path) 
 
 
 async def test_tickets_waiting_for_a_valid_policy_are_counted(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{s.getsockname()[1]}"
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=TEST_CONVERTER,
-        test_server_existing_path=str(binary("temporal-test-server")),
-        runtime=metrics_runtime(address),
-    )
+    env, metrics = await time_skipping_with_metrics()
 
     def invalid() -> float:
-        text = httpx.get(f"http://{address}/metrics", timeout=5).text
+        text = httpx.get(metrics, timeout=5).text
         return sum(
             sample.value
             for family in text_string_to_metric_families(text)

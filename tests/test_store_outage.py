@@ -6,7 +6,6 @@ traceback), so the worker counts its tries itself, `escalations_store_writes_tot
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -17,11 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from temporalio.testing import WorkflowEnvironment
 
 from store.repository import Store
-from tests.conftest import TEST_CONVERTER
+from tests.conftest import time_skipping_with_metrics
 from tests.helpers import ticket
 from tests.receiver import Receiver
-from workers.connection import binary, register_search_attributes
-from workers.telemetry import metrics_runtime
+from workers.connection import register_search_attributes
 
 
 def store_writes(url: str) -> dict[str, float]:
@@ -48,15 +46,7 @@ async def poll(read: Callable[[], Any], done: Callable[[Any], bool], seconds: fl
 async def test_a_record_store_that_cannot_be_written_is_counted_and_the_ticket_catches_up(
     receiver: Receiver, make_harness: Any, tmp_path: Path
 ) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{s.getsockname()[1]}"
-    metrics = f"http://{address}/metrics"
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=TEST_CONVERTER,
-        test_server_existing_path=str(binary("temporal-test-server")),
-        runtime=metrics_runtime(address),
-    )
+    env, metrics = await time_skipping_with_metrics()
     folder = tmp_path / "store"
     folder.write_text("")  # a file where the database's folder should be: nothing can be written (even as root)
     url = f"sqlite:///{folder / 'store.db'}"
