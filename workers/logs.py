@@ -115,7 +115,10 @@ def configure(fmt: str = "json", level: str = "INFO", stream: TextIO | None = No
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        # Not cached: a module's logger cached on first use keeps the configuration of that moment
+        # for the life of the process, so a later `configure` (or structlog's reset, between tests)
+        # no longer reaches it and its lines go to a stream nobody reads. Costs microseconds a line.
+        cache_logger_on_first_use=False,
     )
     processors: list[Processor] = [_temporal_context, structlog.stdlib.ProcessorFormatter.remove_processors_meta]
     if json_lines:  # the console renderer formats exc_info itself
