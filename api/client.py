@@ -69,7 +69,7 @@ CLOSED = "workflow execution already completed"
 # drop a speculative workflow task, the worker then evicts the run and drops the queries it had
 # buffered for it (sdk-core: "leftover buffered tasks when evicting run"); such a query is never
 # answered, and without a try timeout its caller waits forever. A retry is answered at once.
-QUERY_TRY = timedelta(seconds=5)
+QUERY_TRY = timedelta(seconds=10)
 UPDATE_TRY = timedelta(seconds=10)
 
 
