@@ -14,13 +14,16 @@ from tests.conftest import TEST_CODEC_KEYS
 from tests.helpers import ticket
 
 
-async def cli(env: WorkflowEnvironment, task_queue: str, *args: str) -> tuple[int, str, str]:
+async def cli(
+    env: WorkflowEnvironment, task_queue: str, *args: str, extra_env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """`escalations <args>` in a child process against `env`: exit code, stdout, stderr."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("ESCALATIONS_")}
     environ |= {
         "ESCALATIONS_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
         "ESCALATIONS_TASK_QUEUE": task_queue,
         "ESCALATIONS_CODEC_KEYS": TEST_CODEC_KEYS,  # the test servers' payloads are encrypted with it
-    }
+    } | (extra_env or {})
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

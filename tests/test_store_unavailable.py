@@ -4,9 +4,6 @@ CLI, one line naming the setting: never a 500 or a traceback."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 import uuid
 from pathlib import Path
 
@@ -15,7 +12,7 @@ from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
 from tests.apiserver import running_api
-from tests.conftest import TEST_CODEC_KEYS
+from tests.test_cli import cli
 
 
 def broken_store_urls(folder: Path) -> list[str]:
@@ -46,26 +43,9 @@ async def test_an_unreadable_record_store_is_a_503_and_a_one_line_exit_1(
             assert answer.headers["retry-after"] == "5" and "record store" in answer.text
             assert "secret" not in answer.text
 
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("ESCALATIONS_")}
-    environ |= {
-        "ESCALATIONS_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
-        "ESCALATIONS_CODEC_KEYS": TEST_CODEC_KEYS,
-        "ESCALATIONS_STORE_URL": url,
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cli.main",
-        "timeline",
-        missing,
-        "--source",
-        "store",
-        env=environ,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    code, _, text = await cli(
+        dev_env, "store-unavailable", "timeline", missing, "--source", "store", extra_env={"ESCALATIONS_STORE_URL": url}
     )
-    _, err = await process.communicate()
-    text = err.decode()
-    assert process.returncode == 1, text
+    assert code == 1, text
     assert text.startswith("error: the record store cannot be read now") and "Traceback" not in text
     assert "secret" not in text
