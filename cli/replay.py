@@ -13,6 +13,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.converter import DataConverter
 from temporalio.worker import Replayer, WorkflowReplayResult
 
+from workers.sandbox import workflow_runner
 from workflows.models import workflow_id_for
 from workflows.ticket import TicketEscalation
 
@@ -21,7 +22,9 @@ def replayer(converter: DataConverter | None = None) -> Replayer:
     """`converter`: the one of `workers.codec.data_converter` (it decrypts; plain payloads pass through)."""
     from workers.codec import data_converter
 
-    return Replayer(workflows=[TicketEscalation], data_converter=converter or data_converter())
+    return Replayer(
+        workflows=[TicketEscalation], data_converter=converter or data_converter(), workflow_runner=workflow_runner()
+    )
 
 
 async def replay_history(history: WorkflowHistory, converter: DataConverter | None = None) -> WorkflowReplayResult:

@@ -218,8 +218,8 @@ async def test_a_notice_or_digest_that_flood_control_gives_up_is_counted_as_fail
 
 @pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
 async def test_flood_control_histories_replay_on_current_code(path: Path) -> None:
-    """Runs recorded before the fix (`-before`: notices dropped) and after it (`-patched`) replay
-    unchanged: running `FloodControl` workflows are sacred too (patch `prod-flood-keep-inbox-v1`)."""
+    """Runs recorded by each release (`<scenario>-<version>.json`, from 1.0 on) replay unchanged:
+    running `FloodControl` workflows are sacred too."""
     scenario = path.stem.rsplit("-", 1)[0]
     text = await asyncio.to_thread(path.read_text)
     history = WorkflowHistory.from_json(flood_workflow_id(flood_key(scenario)), text)

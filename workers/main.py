@@ -35,6 +35,7 @@ log = structlog.get_logger("worker")
 Role = Literal["worker", "api", "codec"]
 ALL_ROLES: frozenset[Role] = frozenset({"worker", "api", "codec"})
 
+
 async def prepare_store(settings: Settings) -> None:
     """Open the record store and apply its migrations. A database that is down does not stop the
     worker: the tickets keep their events until it is back (the activity retries without limit)."""

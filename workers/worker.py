@@ -6,13 +6,13 @@ from datetime import timedelta
 
 import httpx
 from temporalio.client import Client
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+from temporalio.worker import Worker
 
 from activities.review_activities import ReviewActivities
 from activities.store_activities import StoreActivities
 from activities.ticket_activities import TicketActivities
 from config.settings import Settings
+from workers.sandbox import workflow_runner
 from workflows.digest import FloodControl
 from workflows.review_spike import ReviewSpikeWatch
 from workflows.ticket import TicketEscalation
@@ -21,14 +21,13 @@ from workflows.ticket import TicketEscalation
 def build_worker(client: Client, settings: Settings, http: httpx.AsyncClient, task_queue: str | None = None) -> Worker:
     activities = TicketActivities(settings, http)
     activities.prime()
-    runner = SandboxedWorkflowRunner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner()
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=[TicketEscalation, FloodControl, ReviewSpikeWatch],
         activities=[*activities.all(), *StoreActivities(settings).all(), *ReviewActivities(settings, http).all()],  # type: ignore[list-item]
         max_concurrent_activities=100,
-        workflow_runner=runner,
+        workflow_runner=workflow_runner(settings.workflow_sandbox),
         # SIGTERM: stop polling, let running activities finish (then cancel them; Temporal retries them elsewhere)
         graceful_shutdown_timeout=timedelta(seconds=settings.graceful_shutdown_seconds),
     )

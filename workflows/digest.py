@@ -28,6 +28,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    import workflows.metrics as metrics
     from activities.models import (
         AdmitInput,
         DeliveryResult,
@@ -37,7 +38,6 @@ with workflow.unsafe.imports_passed_through():
         DigestSummary,
         FloodInput,
     )
-    from workflows import metrics
 
 MAX_LISTED = 500  # entries listed in one digest; beyond, counted ("... and N more")
 MAX_KEYS = 2000  # keys remembered, so a retried notice is recognised (carried across continue-as-new)
@@ -50,18 +50,6 @@ RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=10),
     non_retryable_error_types=["DeliveryRejected", "TemplateFailed"],
 )
-# Notices admitted but not yet taken into a window were dropped in two places: at continue-as-new
-# (the inbox was not carried) and at the end (admitted while the last notices sent on their own
-# were still being retried). Now the workflow neither continues as new nor ends with a notice in
-# its inbox.
-KEEP_INBOX_PATCH = "prod-flood-keep-inbox-v1"
-# The digest went to the recipient this workflow was started with (an email address from the policy
-# then), for as long as it ran, also after the policy gave the person a new address. Now it goes to
-# the recipient of the window's latest notice, as the notices sent on their own always did.
-RECIPIENT_PATCH = "prod-flood-recipient-v1"
-# Likewise the limit and the window: those the workflow was started with held for as long as it
-# ran, also after the policy changed them. Now each window takes those of the notices it admits.
-LIMITS_PATCH = "prod-flood-limits-v1"
 
 
 def flood_workflow_id(flood_key: str) -> str:
@@ -152,7 +140,7 @@ class FloodControl:
     def _limit(self, request: AdmitInput) -> int:
         """The limit the ticket's policy gives now (carried by the notice), else the starting one."""
         limit = self._flood.limit
-        if request.flood is not None and request.flood.limit != limit and workflow.patched(LIMITS_PATCH):
+        if request.flood is not None and request.flood.limit != limit:
             limit = request.flood.limit
         self._window_limit = limit
         return limit
@@ -161,7 +149,7 @@ class FloodControl:
         """Of the window the first waiting notice opens: the policy's now, else the starting one."""
         window = self._flood.window
         opener = self._inbox[0].flood if self._inbox else None
-        if opener is not None and opener.window != window and workflow.patched(LIMITS_PATCH):
+        if opener is not None and opener.window != window:
             window = opener.window
         return window
 
@@ -181,9 +169,8 @@ class FloodControl:
         self._take()  # what arrived with the timer still belongs to this window
         delivered = False
         if self._held:
-            recipient = flood.recipient
-            if self._recipient != recipient and workflow.patched(RECIPIENT_PATCH):
-                recipient = self._recipient
+            # The recipient of the window's latest notice: the policy may have moved the person.
+            recipient = self._recipient
             window = DigestInput(
                 digest_id=digest_id,
                 flood_key=flood.flood_key,
@@ -233,11 +220,7 @@ class FloodControl:
                 await self._window()
                 # Not with notices in the inbox (admitted while the digest went out): they would be
                 # lost; the next window takes them and the check comes again.
-                if (
-                    workflow.info().is_continue_as_new_suggested()
-                    and not self._sending
-                    and not (self._inbox and workflow.patched(KEEP_INBOX_PATCH))
-                ):
+                if workflow.info().is_continue_as_new_suggested() and not self._sending and not self._inbox:
                     await workflow.wait_condition(workflow.all_handlers_finished)
                     carried = flood.model_copy(update={"seen": self._seen})
                     workflow.continue_as_new(carried)
@@ -248,10 +231,9 @@ class FloodControl:
             # Idle: end once the notices sent on their own are settled; one admitted meanwhile (they
             # may be retried for days) opens a new window instead of being dropped.
             await workflow.wait_condition(lambda: not self._sending or bool(self._inbox))
-            if self._inbox and workflow.patched(KEEP_INBOX_PATCH):
+            if self._inbox:
                 continue
-            await workflow.wait_condition(lambda: not self._sending)  # (before the patch: the only wait)
             await workflow.wait_condition(workflow.all_handlers_finished)
-            if self._inbox and workflow.patched(KEEP_INBOX_PATCH):
+            if self._inbox:
                 continue  # admitted in the very task that was to end it
             return self._windows

@@ -30,7 +30,11 @@ from typing import Any, ClassVar, Literal, cast
 
 from pydantic import ValidationError
 
-from activities.models import DeliverInput, EndpointRef, Person, ReassignInput
+import workflows.guards as guards
+import workflows.notices as notices
+import workflows.routing as routing
+import workflows.sla as sla
+from activities.models import Person, ReassignInput
 from config.policy import (
     CcAction,
     EscalateAction,
@@ -41,7 +45,6 @@ from config.policy import (
     Recipient,
     Role,
 )
-from workflows import guards, notices, routing, sla
 from workflows.guards import Rejected
 from workflows.models import (
     ACTIONS,
@@ -70,12 +73,6 @@ from workflows.models import (
 )
 from workflows.state import MAX_KEYS, MAX_OUTBOX, MAX_VISITED, Notice, TicketState
 
-# Notices name their endpoint only (no URL in history) and reach people by email, Slack and Teams.
-CHANNELS_PATCH = "channels-v1"
-# An update refused by the ticket is remembered under its id (the idempotency key): the same id
-# again, also after continue-as-new, gets the same refusal, recorded once. Before, a client's retry
-# that reached the next run was judged again (recorded twice, or applied after all).
-REFUSED_KEYS_PATCH = "api-refused-keys-v1"
 REUSED_KEY = "this key was used for another body of this action; a retry must send the same body"
 
 SS, OPEN, ACK, PENDING, RESOLVED = (
@@ -502,7 +499,7 @@ class _Decider:
             self.duplicate = True  # applied before under this key: the answer is the status, nothing changes
             return None
         if action.key is not None and action.key in self.s.refused_keys:
-            # Refused before under this id (only kept under REFUSED_KEYS_PATCH): the same answer again
+            # Refused before under this id: the same answer again
             # (another body under the key: the key's misuse), recorded once, counted once.
             field_name, reason, digest = [*self.s.refused_keys[action.key], "", "", ""][:3]
             if action.digest is not None and digest and digest != action.digest:
@@ -527,7 +524,7 @@ class _Decider:
         self.events.clear()
         self.effects.clear()
         self.s.refused += 1
-        if action.key is not None and action.via == "update" and self.ctx.patched(REFUSED_KEYS_PATCH):
+        if action.key is not None and action.via == "update":
             kept = {k: v for k, v in self.s.refused_keys.items() if k != action.key}
             kept[action.key] = [refusal.field, refusal.reason, action.digest or ""]
             self.s.refused_keys = dict(list(kept.items())[-MAX_KEYS:])
@@ -1017,10 +1014,8 @@ class _Decider:
     def event(self, kind: str, activity: Literal["notify", "cc_department_heads"], **fields: Any) -> None:
         s = self.s
         s.notice_seq += 1
-        channels = self.ctx.patched(CHANNELS_PATCH)
-        if channels:
-            running = [c.deadline for c in s.clocks.values() if c.deadline and c.stopped_at is None]
-            fields["deadline"] = min(running, default=None)
+        running = [c.deadline for c in s.clocks.values() if c.deadline and c.stopped_at is None]
+        fields["deadline"] = min(running, default=None)
         event = notices.build_event(
             event_id=notices.event_id(self.ctx.workflow_id, self.ctx.life, s.notice_seq),
             workflow_id=self.ctx.workflow_id,
@@ -1028,41 +1023,25 @@ class _Decider:
             snap=s,
             type=kind,
             now=self.now,
-            channels=channels,
             **fields,
         )
-        if channels:
-            # Endpoints by name only (resolved from settings by the activity), and people's channels.
-            planned, skipped = notices.plan(self.policy, event, activity)
-            for item in planned:
-                self.enqueue(
-                    Notice(
-                        key=item.key,
-                        activity=cast(Literal["notify", "cc_department_heads"], item.activity),
-                        type=kind,
-                        endpoint=item.endpoint,
-                        deliver=item.deliver,
-                        created_at=self.now,
-                        next_attempt_at=self.now,
-                        give_up_at=self.now + self.policy.notifications.retry_for,
-                    )
-                )
-            for left_out in skipped:
-                self.record("notification_skipped", type=kind, event_id=event.id, **left_out)
-            return
-        for endpoint in notices.endpoints_for(self.policy, kind):
+        # Endpoints by name only (resolved from settings by the activity), and people's channels.
+        planned, skipped = notices.plan(self.policy, event, activity)
+        for item in planned:
             self.enqueue(
                 Notice(
-                    key=f"{event.id}@{endpoint.name}",
-                    activity=activity,
+                    key=item.key,
+                    activity=cast(Literal["notify", "cc_department_heads"], item.activity),
                     type=kind,
-                    endpoint=endpoint.name,
-                    deliver=DeliverInput(event=event, endpoint=EndpointRef(name=endpoint.name, url=endpoint.url)),
+                    endpoint=item.endpoint,
+                    deliver=item.deliver,
                     created_at=self.now,
                     next_attempt_at=self.now,
                     give_up_at=self.now + self.policy.notifications.retry_for,
                 )
             )
+        for left_out in skipped:
+            self.record("notification_skipped", type=kind, event_id=event.id, **left_out)
 
     def enqueue(self, notice: Notice) -> None:
         self.s.outbox.append(notice)

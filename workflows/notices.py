@@ -62,7 +62,6 @@ def build_event(
     rule: str | None = None,
     data: dict[str, Any] | None = None,
     deadline: Any = None,
-    channels: bool = False,
 ) -> OutboundEvent:
     return OutboundEvent(
         id=event_id,
@@ -78,8 +77,8 @@ def build_event(
         rule=rule,
         reason=reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…",
         data=data or {},
-        subject=ticket.subject if channels else None,
-        deadline=deadline if channels else None,
+        subject=ticket.subject,
+        deadline=deadline,
     )
 
 
@@ -87,7 +86,7 @@ def endpoints_for(policy: Policy, event_type: str) -> list[Endpoint]:
     return [e for e in policy.notifications.endpoints if not e.event_types or event_type in e.event_types]
 
 
-# ---------------------------------------------------------------------- channels (patch channels-v1)
+# ---------------------------------------------------------------------- channels
 @dataclass(frozen=True)
 class Planned:
     """One outbox entry to create: the endpoint by name only (no URL, no credential)."""

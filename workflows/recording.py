@@ -21,11 +21,6 @@ from activities.models import StoreBatch, StoredEvent, TicketRecord
 from workflows.models import Ticket, TimelineEvent
 from workflows.state import StoreCarry, TicketState
 
-STORE_PATCH = "store-events-v1"
-# A ticket opened before the store came (its run replays without STORE_PATCH) is stored when it
-# completes or continues as new under the new code: this run's events, marked incomplete if earlier
-# runs are missing.
-STORE_LATE_PATCH = "store-events-late-v1"
 FLUSH_AFTER = timedelta(seconds=10)
 MAX_BATCH_EVENTS = 200
 MAX_BATCH_BYTES = 512 * 1024

@@ -3,7 +3,7 @@
 Imported by `workflows/ticket.py` through the sandbox's passthrough, so it is loaded once per
 worker process, not once per ticket; `TicketEscalation` inherits the handlers defined here.
 Passthrough code is not policed by the sandbox, so the rules are on us and on the replay tests:
-deterministic only, time from `workflow.now()`, no I/O, no randomness, no mutable module state.
+deterministic only, time from `self._now()`, no I/O, no randomness, no mutable module state.
 
 What this class promises, whatever arrives:
 - every signal and update, with any argument (none, null, bytes, wrong types, megabytes), is
@@ -28,10 +28,13 @@ from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
+import workflows.machine as machine
+import workflows.recording as recording
+import workflows.search_attributes as sa
+import workflows.sla as sla
+import workflows.summary as summary
 from activities.models import DeliveryResult, LoadPolicyInput, PolicySnapshot, ReassignResult, StoreBatch, StoreResult
 from config.policy import Policy, policy_from_snapshot
-from workflows import machine, recording, sla, summary
-from workflows import search_attributes as sa
 from workflows.machine import Action, Ctx, Decision, Delivery, Refusal, Undecodable
 from workflows.metrics import TicketMetrics
 from workflows.models import (
@@ -70,7 +73,6 @@ STORE_OPTIONS: dict[str, Any] = {
     "retry_policy": RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)),
 }
 NOT_OPENED = "the ticket has not been opened yet; its policy is loading"
-REFUSALS_PATCH = "timeline-refusals-v1"  # `record_refusal` is a timeline row, no longer an unknown action
 KEYWORD_MAX_BYTES = 255
 _UNSET = object()
 _LOGGED_AT_INFO = frozenset(
@@ -84,16 +86,6 @@ _LOGGED_AT_INFO = frozenset(
         "approval_timed_out",
     }
 )
-# api: a carried state (second argument) is accepted only by a run started by continue-as-new.
-CARRIED_PATCH = "api-carried-v1"
-# A new ticket whose `opened_at` lies outside `OPENED_AT_RANGE` is refused: near the ends of the
-# calendar the SLA and holiday arithmetic overflows, and such a ticket's tasks failed for ever.
-OPENED_AT_PATCH = "core-opened-at-range-v1"
-
-# api: an update id may end with `#sha256:<16 hex>`, the fingerprint of the action's body (the API
-# and the CLI send one with every idempotency key); the key is what comes before it, so the same
-# key with another body is refused instead of answered as applied (machine.Action.digest).
-IDEM_PATCH = "api-idem-body-v1"
 
 _LOGGED_AT_WARNING = frozenset(
     {"action_rejected", "notification_undelivered", "notification_failed", "notifications_dropped", "internal_error"}
@@ -139,12 +131,12 @@ class TicketRunner:
             carried is None
             and isinstance(opened_at, datetime)
             and not OPENED_AT_RANGE[0] <= opened_at < OPENED_AT_RANGE[1]
-            and workflow.patched(OPENED_AT_PATCH)
         ):
+            # Near the ends of the calendar the SLA and holiday arithmetic overflows.
             low, high = (bound.date().isoformat() for bound in OPENED_AT_RANGE)
             self._invalid = f"opened_at: must lie between {low} and {high}"
         self._carried_refused: str | None = None
-        if carried is not None and not workflow.info().continued_run_id and workflow.patched(CARRIED_PATCH):
+        if carried is not None and not workflow.info().continued_run_id:
             self._carried_refused = type(carried).__name__
             carried = None
         if carried is not None and not isinstance(carried, Carried):
@@ -163,6 +155,9 @@ class TicketRunner:
         # The record store: events are numbered and kept here until stored (see `recording.py`).
         self._recorder = recording.Recorder(carried.store if carried else None, self._runs)
         self._store_on = False
+        # The time of the opening task: set while the new ticket is opened, so that everything
+        # decided before its first wait is decided at the workflow's start time, live and on replay.
+        self._opening_at: datetime | None = None
 
     # ------------------------------------------------------------------ accessors
     @property
@@ -180,13 +175,16 @@ class TicketRunner:
             self._policy = policy_from_snapshot(ref.fingerprint, ref.document)
         return self._policy
 
+    def _now(self) -> datetime:
+        return self._opening_at or workflow.now()
+
     def _opened(self) -> bool:
         return self._state is not None
 
     def _ctx(self) -> Ctx:
         info = workflow.info()
         return Ctx(
-            now=workflow.now(),
+            now=self._now(),
             workflow_id=info.workflow_id,
             life=info.first_execution_run_id or info.run_id,
             patched=workflow.patched,
@@ -196,9 +194,12 @@ class TicketRunner:
     async def _load_policy_and_open(self) -> None:
         # A local activity: its result (the policy and its version) is recorded in history as a
         # marker. A method of its own so the raw snapshot does not live on in `run`'s frame.
+        # The contract: the clocks start at `opened_at`, else at the workflow's start time (not at
+        # its first task, which a busy worker may run seconds later).
+        started = workflow.info().workflow_start_time
         snapshot: PolicySnapshot = await workflow.execute_local_activity(
             "load_policy",
-            LoadPolicyInput(opened_at=self._ticket.opened_at or workflow.now()),
+            LoadPolicyInput(opened_at=self._ticket.opened_at or started),
             result_type=PolicySnapshot,
             **POLICY_OPTIONS,
         )
@@ -208,16 +209,16 @@ class TicketRunner:
             document=snapshot.document,
             store_events=snapshot.store_events,
         )
-        # A task boundary before any decision: when the local activity's task was completed early
-        # (a slow worker, a query waiting on the new ticket), `workflow.now()` right after it differs
-        # between the live run and a replay. After a timer it is the next task's start in both.
-        await workflow.sleep(timedelta(milliseconds=1), summary="policy loaded")
+        # No timer before the first decision: `workflow.now()` after a local activity that spanned
+        # several workflow tasks can differ between the live run and a replay, so until the loop
+        # first waits every decision and effect takes the workflow's start time instead (`_now`).
+        self._opening_at = started
         self._store_start()
         self._apply(machine.open_ticket(self.policy, snapshot.version, self._ticket, self._ctx()))
         if self._carried_refused is not None:
             self._timeline.append(
                 TimelineEvent(
-                    at=workflow.now(),
+                    at=self._now(),
                     kind="carried_state_refused",
                     detail={
                         "reason": "a carried state is taken only from this ticket's own continue-as-new",
@@ -249,7 +250,7 @@ class TicketRunner:
                 before.department if before else None,
                 decision.state,
                 self._policy_version(),
-                workflow.now(),
+                self._now(),
             )
         for event in decision.events:
             self._timeline.append(event)
@@ -265,8 +266,9 @@ class TicketRunner:
                 event.kind,
                 extra={"ticket_id": self._ticket.ticket_id, "kind": event.kind, "detail": event.detail},
             )
-        self._woken = True  # deadlines or the outbox may have changed: the loop plans again
-        self._publish()
+        # Deadlines or the outbox may have changed: the loop plans again, and publishes the search
+        # attributes once for all the decisions of this task (each upsert is a history event).
+        self._woken = True
 
     # ------------------------------------------------------------------ the loop's pieces
     def _next_due(self) -> tuple[datetime, str] | None:
@@ -278,7 +280,7 @@ class TicketRunner:
                     self.state.model_copy(update={"internal_errors": self.state.internal_errors + 1}),
                     [
                         TimelineEvent(
-                            at=workflow.now(),
+                            at=self._now(),
                             kind="internal_error",
                             detail={"input": "next_due", "error": repr(exc)[:300]},
                         )
@@ -286,7 +288,7 @@ class TicketRunner:
                     [],
                 )
             )
-            due = (workflow.now() + timedelta(hours=1), "retry after an internal error")
+            due = (self._now() + timedelta(hours=1), "retry after an internal error")
         retries = [n.next_attempt_at for n in self.state.outbox if self._waiting(n)]
         if retries and (due is None or min(retries) < due[0]):
             due = (min(retries), "retry undelivered notices")
@@ -296,14 +298,14 @@ class TicketRunner:
         return due
 
     def _timer_due(self) -> bool:
-        return machine.tick_due(self.state, self.policy, workflow.now())
+        return machine.tick_due(self.state, self.policy, self._now())
 
     def _waiting(self, notice: Notice) -> bool:
         return notice.status != "failed" and notice.key not in self._in_flight
 
     def _start_deliveries(self) -> None:
         # Tries due within the next second go now: no sub-second timers, fewer history events.
-        soon = workflow.now() + timedelta(seconds=1)
+        soon = self._now() + timedelta(seconds=1)
         for notice in self.state.outbox:
             if self._waiting(notice) and notice.next_attempt_at <= soon:
                 self._in_flight.add(notice.key)
@@ -355,24 +357,16 @@ class TicketRunner:
         return self._policy_ref.version if self._policy_ref else ""
 
     def _store_start(self) -> None:
-        """At the first task of a run: write the record store from here on (new code, setting on)."""
-        self._store_on = self._store_wanted() and workflow.patched(recording.STORE_PATCH)
-
-    def _store_late(self) -> None:
-        # Called only where a run completes or continues as new: a run that replayed from before the
-        # store came starts storing here (live), and replays its old ending unchanged (no marker).
-        if not self._store_on and self._store_wanted():
-            self._store_on = workflow.patched(recording.STORE_LATE_PATCH)
+        """At the first task of a run: write the record store from here on (policy setting on)."""
+        self._store_on = self._store_wanted()
 
     def _store_ready_to_finish(self) -> bool:
-        self._store_late()
         return not self._store_on or not self._recorder.waiting(final=True)
 
     def _store_ready_to_continue(self) -> bool:
-        self._store_late()
         if not self._store_on or not self._recorder.waiting(final=False):
             return True
-        return self._recorder.may_carry(workflow.now())
+        return self._recorder.may_carry(self._now())
 
     def _record_action(self, action: Action) -> None:
         undecodable = getattr(action.data, "undecodable", False)
@@ -383,13 +377,13 @@ class TicketRunner:
             action.key,
             self._state,
             self._policy_version(),
-            workflow.now(),
+            self._now(),
             undecodable=action.data.error if undecodable else None,
         )
 
     def _start_flush(self, *, force: bool = False, final: bool = False) -> None:
         """Hand the next batch of events (and the summary row) to one `store_events` activity."""
-        rec, now = self._recorder, workflow.now()
+        rec, now = self._recorder, self._now()
         if not self._store_on or self._state is None or not rec.should_flush(now, force):
             return
         if not rec.pending and not final:
@@ -422,15 +416,15 @@ class TicketRunner:
                 result_type=StoreResult,
                 **STORE_OPTIONS,
             )
-            self._recorder.stored(batch, workflow.now())
+            self._recorder.stored(batch, self._now())
         except ActivityError as err:  # only a non-retryable failure ends up here: try again later
             workflow.logger.warning("ticket %s: store_events failed: %s", self._ticket.ticket_id, err.cause or err)
-            self._recorder.failed(workflow.now())
+            self._recorder.failed(self._now())
         finally:
             self._woken = True
 
     async def _wait(self, due: tuple[datetime, str] | None) -> None:
-        now = workflow.now()
+        now = self._now()
         if due is not None and due[0] <= now:
             if self._timer_due():
                 return
@@ -439,6 +433,13 @@ class TicketRunner:
             retries = [n.next_attempt_at for n in self.state.outbox if self._waiting(n) and n.next_attempt_at > now]
             due = (min(retries), "retry undelivered notices") if retries else None
         timeout = None if due is None else due[0] - now
+        if self._opening_at is not None:
+            # The first wait of a new ticket: from here on the task's own time. A deadline that
+            # passed since the start is handled by the next task (a timer is always started here,
+            # so the commands are the same live and on replay; only its length differs).
+            self._opening_at = None
+            if due is not None:
+                timeout = max(due[0] - workflow.now(), timedelta(seconds=1))
         with contextlib.suppress(asyncio.TimeoutError):
             await workflow.wait_condition(lambda: self._woken, timeout=timeout, timeout_summary=due[1] if due else None)
 
@@ -482,7 +483,7 @@ class TicketRunner:
 
     # ------------------------------------------------------------------ results
     def current_status(self) -> TicketStatus:
-        s, now, policy = self.state, workflow.now(), self.policy
+        s, now, policy = self.state, self._now(), self.policy
         clocks = [sla.status(c, policy.calendars[c.calendar], now) for c in s.clocks.values()]
         running = [c.deadline for c in clocks if c.state == "running" and c.deadline]
         undelivered = [n for n in s.outbox if n.status != "pending"]
@@ -546,7 +547,7 @@ class TicketRunner:
     @workflow.signal(dynamic=True)
     async def on_signal(self, name: str, args: Sequence[RawValue]) -> None:
         await workflow.wait_condition(self._opened)
-        if name == REFUSAL_SIGNAL and workflow.patched(REFUSALS_PATCH):
+        if name == REFUSAL_SIGNAL:
             self._record_refusal(args)
             return
         try:
@@ -607,7 +608,7 @@ class TicketRunner:
             if self._reported == MAX_REPORTED_REFUSALS + 1:
                 self._timeline.append(
                     TimelineEvent(
-                        at=workflow.now(),
+                        at=self._now(),
                         kind="refusals_not_recorded",
                         detail={"why": f"more than {MAX_REPORTED_REFUSALS} refusals reported in this run"},
                     )
@@ -616,7 +617,7 @@ class TicketRunner:
         actor = report.actor
         self._timeline.append(
             TimelineEvent(
-                at=workflow.now(),
+                at=self._now(),
                 kind="refused",
                 actor=f"{actor.role.value}:{actor.id}" if actor else "unknown",
                 detail={
@@ -649,11 +650,13 @@ class TicketRunner:
 
 
 def _split_key(update_id: str) -> tuple[str, str | None]:
-    """The idempotency key and the body's fingerprint of an update id (see `IDEM_PATCH`)."""
+    """The idempotency key and the body's fingerprint of an update id.
+
+    An update id may end with `#sha256:<16 hex>`, the fingerprint of the action's body (the API and
+    the CLI send one with every idempotency key); the key is what comes before it, so the same key
+    with another body is refused instead of answered as applied (`machine.Action.digest`)."""
     key, mark, digest = update_id.rpartition(DIGEST_MARK)
     if not mark or not key or len(digest) != 16 or digest.strip("0123456789abcdef"):
-        return update_id, None
-    if not workflow.patched(IDEM_PATCH):  # a run recorded before: the whole id was the key
         return update_id, None
     return key, digest
 

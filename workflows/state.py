@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from activities.models import DeliverInput, ReassignInput, StoredEvent
 from config.policy import Priority
@@ -113,6 +113,20 @@ class PolicyRef(Persisted):
     fingerprint: str
     document: dict[str, Any]
     store_events: bool = Field(default=True, description="the worker that opened it writes the record store")
+
+    @model_validator(mode="after")
+    def _shared_document(self) -> PolicyRef:
+        # One copy of each policy document per worker, not one per open ticket (about 38 KiB each):
+        # the fingerprint is the document's hash, so the shared copy is the same data.
+        self.document = _DOCUMENTS.setdefault(self.fingerprint, self.document)
+        if len(_DOCUMENTS) > _DOCUMENTS_MAX:
+            _DOCUMENTS.pop(next(iter(_DOCUMENTS)))
+        return self
+
+
+# Policy documents by fingerprint, shared by the tickets of a worker (read-only once stored).
+_DOCUMENTS: dict[str, dict[str, Any]] = {}
+_DOCUMENTS_MAX = 64
 
 
 class StoreCarry(Persisted):

@@ -21,9 +21,10 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
+# By full name: `from workflows import machine` would load the module through the package's
+# attribute lookup, past the sandbox's passthrough, and so execute it again for every ticket.
 with workflow.unsafe.imports_passed_through():
-    from workflows import machine
-    from workflows.machine import Tick
+    import workflows.machine as machine
     from workflows.models import WORKFLOW_TYPE, Ticket, TicketSummary
     from workflows.runner import TicketRunner
 
@@ -43,14 +44,15 @@ class TicketEscalation(TicketRunner):
             await self._load_policy_and_open()
         else:
             self._store_start()
-            self._publish()
 
         while True:
-            if machine.finished(self.state, self.policy, workflow.now()):
+            self._publish()  # once per pass: one upsert per workflow task at most
+            if machine.finished(self.state, self.policy, self._now()):
                 await workflow.wait_condition(self._settled)
                 if machine.finished(self.state, self.policy, workflow.now()):
                     # Not before its last events and its summary are in the record store.
                     if self._store_ready_to_finish():
+                        self._publish()
                         return self._summary()
                     self._start_flush(force=True, final=True)
             if workflow.info().is_continue_as_new_suggested():
@@ -60,6 +62,7 @@ class TicketEscalation(TicketRunner):
                 if self._store_ready_to_continue():
                     await workflow.wait_condition(self._settled)
                     if self._store_ready_to_continue():
+                        self._publish()
                         workflow.continue_as_new(args=[self._ticket, self._carried()])
                 self._start_flush(force=True)
             self._start_deliveries()
@@ -67,4 +70,4 @@ class TicketEscalation(TicketRunner):
             await self._wait(self._next_due())
             self._woken = False
             if self._timer_due():
-                self._decide(Tick())
+                self._decide(machine.Tick())

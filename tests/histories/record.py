@@ -301,7 +301,7 @@ async def continued_as_new(env: WorkflowEnvironment, tickets: TicketClient, tid:
         await tickets.act(tid, "customer_replied", {"note": f"reply {i}"})
     await tickets.act(tid, "escalate", {"actor": LEAD, "kind": "hierarchical", "reason": "hard"}, key="k-1")
     await tickets.act(tid, "resolve", {"actor": AGENT, "resolution": "done"})
-    await asyncio.sleep(1)
+    await asyncio.sleep(3)  # the last run's first task completes: its history has commands to check
 
 
 async def record(only: set[str] | None = None) -> None:
