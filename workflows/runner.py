@@ -72,6 +72,15 @@ STORE_OPTIONS: dict[str, Any] = {
     "start_to_close_timeout": timedelta(seconds=30),
     "retry_policy": RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)),
 }
+# The write of a finished ticket's last events and summary: a local activity, in the same workflow
+# task as its last notice's outcome, so the ticket ends without one more activity and task (and its
+# batch stays out of history: a local activity records only its result). After a few seconds of
+# failures its retries wait on timers, so a database outage holds no workflow task open.
+FINAL_STORE_OPTIONS: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=10),
+    "retry_policy": RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)),
+    "local_retry_threshold": timedelta(seconds=5),
+}
 NOT_OPENED = "the ticket has not been opened yet; its policy is loading"
 KEYWORD_MAX_BYTES = 255
 _UNSET = object()
@@ -158,6 +167,10 @@ class TicketRunner:
         # The time of the opening task: set while the new ticket is opened, so that everything
         # decided before its first wait is decided at the workflow's start time, live and on replay.
         self._opening_at: datetime | None = None
+        # One timer for the nearest due time, kept while that time stays the nearest (an action or
+        # a delivery that changes nothing due does not cancel and re-arm it: two events each).
+        self._timer: asyncio.Task[None] | None = None
+        self._timer_at: datetime | None = None
 
     # ------------------------------------------------------------------ accessors
     @property
@@ -403,19 +416,21 @@ class TicketRunner:
             summary=self._summary().model_dump(mode="json") if final else None,
         )
         batch = rec.take(record, now)
-        task = asyncio.create_task(self._flush(batch), name=f"store {batch.first_seq}")
+        task = asyncio.create_task(self._flush(batch, final), name=f"store {batch.first_seq}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _flush(self, batch: StoreBatch) -> None:
+    async def _flush(self, batch: StoreBatch, final: bool) -> None:
+        summary = f"store events {batch.first_seq}..{batch.first_seq + len(batch.events) - 1}"
         try:
-            await workflow.execute_activity(
-                "store_events",
-                batch,
-                summary=f"store events {batch.first_seq}..{batch.first_seq + len(batch.events) - 1}",
-                result_type=StoreResult,
-                **STORE_OPTIONS,
-            )
+            if final:
+                await workflow.execute_local_activity(
+                    "store_events", batch, summary=summary, result_type=StoreResult, **FINAL_STORE_OPTIONS
+                )
+            else:
+                await workflow.execute_activity(
+                    "store_events", batch, summary=summary, result_type=StoreResult, **STORE_OPTIONS
+                )
             self._recorder.stored(batch, self._now())
         except ActivityError as err:  # only a non-retryable failure ends up here: try again later
             workflow.logger.warning("ticket %s: store_events failed: %s", self._ticket.ticket_id, err.cause or err)
@@ -432,16 +447,28 @@ class TicketRunner:
             # the next retry, or for a wake-up (a delivery's outcome, an action). Never spin.
             retries = [n.next_attempt_at for n in self.state.outbox if self._waiting(n) and n.next_attempt_at > now]
             due = (min(retries), "retry undelivered notices") if retries else None
-        timeout = None if due is None else due[0] - now
-        if self._opening_at is not None:
-            # The first wait of a new ticket: from here on the task's own time. A deadline that
-            # passed since the start is handled by the next task (a timer is always started here,
-            # so the commands are the same live and on replay; only its length differs).
-            self._opening_at = None
-            if due is not None:
+        opening, self._opening_at = self._opening_at is not None, None
+        if due is None:  # a timer still running fires for nothing: cheaper than cancelling it
+            await workflow.wait_condition(lambda: self._woken)
+            return
+        if self._timer is None or self._timer.done() or self._timer_at != due[0]:
+            timeout = due[0] - now
+            if opening:
+                # The first wait of a new ticket: from here on the task's own time. A deadline that
+                # passed since the start is handled by the next task (a timer is always started here,
+                # so the commands are the same live and on replay; only its length differs).
                 timeout = max(due[0] - workflow.now(), timedelta(seconds=1))
-        with contextlib.suppress(asyncio.TimeoutError):
-            await workflow.wait_condition(lambda: self._woken, timeout=timeout, timeout_summary=due[1] if due else None)
+            if self._timer is not None and not self._timer.done():
+                self._timer.cancel()
+            self._timer_at = due[0]
+            self._timer = asyncio.create_task(self._sleep(timeout, due[1]), name="next due")
+        timer = self._timer
+        await workflow.wait_condition(lambda: self._woken or timer.done())
+
+    @staticmethod
+    async def _sleep(duration: timedelta, summary: str) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await workflow.sleep(duration, summary=summary)
 
     def _publish(self) -> None:
         """Mirror the ticket onto its search attributes (visible and queryable in the Web UI)."""
