@@ -1,15 +1,26 @@
 """Batches of concurrent tickets written together, on SQLite and on a real PostgreSQL: one
 transaction for all, each batch its own result, a batch the database refuses failing only itself;
-and the write statements compiled once, whatever the number of events of a batch."""
+and the write statements compiled once, whatever the number of events of a batch. Then the
+`store_events` activity: concurrent calls share one write, each gets its own answer or its own
+`StoreUnavailable`."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import pytest
+from pydantic import SecretStr
 from sqlalchemy import event
 from sqlalchemy.engine import Compiled
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.testing import ActivityEnvironment
 
 from activities.models import StoreBatch, StoreResult
+from activities.store_activities import SharedWrites, StoreActivities
+from config.settings import Settings
 from store.repository import Store
 from tests.test_store import event as stored_event
 from tests.test_store import record
@@ -127,3 +138,97 @@ def test_the_write_statements_are_compiled_once(store_url: str) -> None:
         assert len(misses) == len(compiled)  # each compiled once, on its first use; every other write a hit
     finally:
         store.dispose()
+
+
+# ---------------------------------------------------------------------- the activity
+def settings(url: str) -> Settings:
+    return Settings(store_url=SecretStr(url))
+
+
+async def run_all(activities: StoreActivities, batches: Sequence[StoreBatch]) -> list[Any]:
+    env = ActivityEnvironment()
+    calls = [env.run(activities.store_events, b) for b in batches]
+    return list(await asyncio.gather(*calls, return_exceptions=True))
+
+
+async def test_concurrent_store_events_share_one_write_and_each_gets_its_own_answer(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'nested' / 'store.db'}"
+    activities = StoreActivities(settings(url))
+    assert not (tmp_path / "nested").exists()  # opened on first use
+    groups: list[int] = []
+    store = Store(url)
+    try:
+        write_many = activities._writes._write_many
+
+        def counted(batches: Sequence[StoreBatch]) -> list[StoreResult | Exception]:
+            groups.append(len(batches))
+            return write_many(batches)
+
+        activities._writes._write_many = counted
+        bad = batch(4, 0, 1, tier=TOO_BIG)
+        answers = await run_all(activities, [batch(1, 0, 2), batch(2, 0, 3), batch(3, 0, 1), bad, batch(5, 0, 4)])
+        assert groups[0] == 5  # one write for all, then the bad one's error
+        assert answers[0] == StoreResult(written=2) and answers[1] == StoreResult(written=3)
+        assert answers[2] == StoreResult(written=1) and answers[4] == StoreResult(written=4)
+        failed = answers[3]
+        assert isinstance(failed, ApplicationError) and failed.type == "StoreUnavailable"
+        assert failed.category == ApplicationErrorCategory.BENIGN
+        assert [e.seq for e in store.events()] == [0, 1, 0, 1, 2, 0, 0, 1, 2, 3]
+        groups.clear()  # repeated (retried flushes): duplicates
+        again = await run_all(activities, [batch(1, 0, 2), batch(2, 0, 3), batch(6, 0, 2)])
+        assert again == [
+            StoreResult(written=0, duplicates=2),
+            StoreResult(written=0, duplicates=3),
+            StoreResult(written=2),
+        ]
+        assert groups == [3]
+    finally:
+        store.dispose()
+
+
+async def test_a_database_that_is_down_is_each_caller_s_store_unavailable() -> None:
+    activities = StoreActivities(settings("postgresql+psycopg://nobody@127.0.0.1:1/nothing"))
+    answers = await run_all(activities, [batch(1, 0, 1), batch(2, 0, 2)])
+    for answer in answers:
+        assert isinstance(answer, ApplicationError) and answer.type == "StoreUnavailable"
+
+
+async def test_a_caller_cancelled_before_its_write_is_left_out() -> None:
+    written: list[list[str]] = []
+
+    def write_many(batches: Sequence[StoreBatch]) -> list[StoreResult | Exception]:
+        written.append([b.record.life_id for b in batches])
+        return [StoreResult(written=len(b.events)) for b in batches]
+
+    shared = SharedWrites(write_many, window=0.05)
+    first = asyncio.create_task(shared.write(batch(1, 0, 1)))
+    second = asyncio.create_task(shared.write(batch(2, 0, 2)))
+    await asyncio.sleep(0.01)
+    first.cancel()
+    assert await second == StoreResult(written=2)
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert written == [["life-2"]]
+
+
+async def test_batches_arriving_while_a_write_is_in_progress_go_together_in_the_next() -> None:
+    written: list[list[str]] = []
+    started, release = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def write_many(batches: Sequence[StoreBatch]) -> list[StoreResult | Exception]:
+        written.append([b.record.life_id for b in batches])
+        if len(written) == 1:
+            loop.call_soon_threadsafe(started.set)
+            asyncio.run_coroutine_threadsafe(release.wait(), loop).result(timeout=10)
+        return [StoreResult(written=len(b.events)) for b in batches]
+
+    shared = SharedWrites(write_many, window=0)
+    first = asyncio.create_task(shared.write(batch(1, 0, 1)))
+    await started.wait()
+    later = [asyncio.create_task(shared.write(batch(n, 0, n))) for n in (2, 3, 4)]
+    await asyncio.sleep(0.05)
+    release.set()
+    assert await first == StoreResult(written=1)
+    assert [await t for t in later] == [StoreResult(written=n) for n in (2, 3, 4)]
+    assert written == [["life-1"], ["life-2", "life-3", "life-4"]]
