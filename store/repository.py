@@ -5,10 +5,17 @@ is already there is left as it is (`ON CONFLICT DO NOTHING` on (`life_id`, `seq`
 retried after a timeout, repeated by a replayed workflow task or re-sent by the next run after a
 continue-as-new stores every event exactly once. The summary row only moves forward (a late,
 stale attempt never overwrites a newer summary).
+
+The insert statements are built once per `Store` and executed with parameters (a list of rows: an
+executemany), so SQLAlchemy compiles each of them once and its compiled cache serves every later
+write; a statement with the rows inline (`.values(rows)`) has no cache key and was compiled anew
+for every batch. `write_many` writes the batches of several tickets in one transaction; when that
+fails it writes each on its own, so one batch the database refuses fails only itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +27,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Connection, Engine, Insert, create_engine, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.orm import Session
@@ -83,6 +90,94 @@ class Life:
     events: list[EventRow]
 
 
+@dataclass(frozen=True)
+class _Statements:
+    """The write statements of one dialect, built once: parameters only at execution."""
+
+    summary: Insert  # the summary row; the ticket as opened taken from the batch
+    summary_keep_ticket: Insert  # the same, keeping the stored ticket (batches after the first carry none)
+    events: Insert  # event rows not stored yet, returning the numbers of those inserted
+
+
+_SUMMARY_KEEP = frozenset({"life_id", "ticket_id", "opened_at", "complete"})
+
+
+def _statements(dialect: str) -> _Statements:
+    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    columns = [c.name for c in TicketRow.__table__.columns]
+
+    def summary(keep: frozenset[str]) -> Insert:
+        statement = insert(TicketRow)
+        return statement.on_conflict_do_update(
+            index_elements=["life_id"],
+            set_={k: statement.excluded[k] for k in columns if k not in keep},
+            where=TicketRow.events_stored <= statement.excluded.events_stored,
+        )
+
+    return _Statements(
+        summary=summary(_SUMMARY_KEEP),
+        summary_keep_ticket=summary(_SUMMARY_KEEP | {"ticket"}),
+        events=insert(EventRow).on_conflict_do_nothing(index_elements=["life_id", "seq"]).returning(EventRow.seq),
+    )
+
+
+def _summary_row(batch: StoreBatch, now: datetime) -> dict[str, Any]:
+    record = batch.record
+    return {
+        "life_id": record.life_id,
+        "ticket_id": record.ticket_id,
+        "workflow_id": _clean_str(record.workflow_id)[:255],
+        "opened_at": record.opened_at,
+        "channel": _clean_str(record.channel)[:64],
+        "category": _clean_str(record.category)[:100],
+        "priority": record.priority[:32],
+        "segment": _clean_str(record.segment)[:64],
+        "source": _clean_str(record.source)[:100],
+        "policy_version": _clean_str(record.policy_version)[:200],
+        "route": _clean_str(record.route)[:200] if record.route else None,
+        "state": record.state[:32],
+        "tier": record.tier,
+        "department": _clean_str(record.department)[:200],
+        "current_priority": record.current_priority[:32],
+        "assignee": _clean_str(record.assignee)[:200] if record.assignee else None,
+        "escalations": record.escalations,
+        "breaches": record.breaches,
+        "first_response_at": record.first_response_at,
+        "resolved_at": record.resolved_at,
+        "closed_at": record.closed_at,
+        "summary": _clean(record.summary) if record.summary is not None else None,
+        "ticket": _clean(record.ticket) if record.ticket is not None else None,
+        "events_stored": batch.first_seq + len(batch.events),
+        "complete": record.complete,
+        "updated_at": now,
+    }
+
+
+def _event_rows(batch: StoreBatch, now: datetime) -> list[dict[str, Any]]:
+    record = batch.record
+    return [
+        {
+            "life_id": record.life_id,
+            "seq": e.seq,
+            "ticket_id": record.ticket_id,
+            "stream": e.stream,
+            "at": e.at,
+            "kind": _cut(e.kind, "kind"),
+            "actor": _cut(e.actor, "actor"),
+            "rule": _cut(e.rule, "rule"),
+            "clock": _cut(e.clock, "clock"),
+            "deadline": _when(e.deadline),
+            "tier": e.tier,
+            "department": _cut(e.department, "department"),
+            "reason": _clean_str(e.reason) if e.reason is not None else None,
+            "policy_version": _cut(e.policy_version, "policy_version"),
+            "data": _clean(e.data),
+            "stored_at": now,
+        }
+        for e in batch.events
+    ]
+
+
 class Store:
     def __init__(self, url: str, **engine_options: Any) -> None:
         self.url = make_url(url)
@@ -98,6 +193,7 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         # SQLite takes one writer at a time: queue ours here instead of meeting "database is locked".
         self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+        self._statements = _statements(self.dialect)
         self._migrated = False
 
     @property
@@ -138,88 +234,54 @@ class Store:
     # ------------------------------------------------------------------ writing
     def write(self, batch: StoreBatch) -> StoreResult:
         """Store one batch: upsert the summary row, insert the events not stored yet."""
-        if self._write_lock is not None:
-            with self._write_lock:
-                return self._write(batch)
-        return self._write(batch)
+        outcome = self.write_many([batch])[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
-    def _insert(self) -> Any:
-        return sqlite.insert if self.dialect == "sqlite" else postgresql.insert
+    def write_many(self, batches: Sequence[StoreBatch]) -> list[StoreResult | Exception]:
+        """Store several batches (of any tickets) in one transaction: each one's result, in order.
 
-    def _write(self, batch: StoreBatch) -> StoreResult:
-        now = datetime.now(UTC)
-        insert = self._insert()
-        record = batch.record
-        through = batch.first_seq + len(batch.events)
-        values: dict[str, Any] = {
-            "life_id": record.life_id,
-            "ticket_id": record.ticket_id,
-            "workflow_id": _clean_str(record.workflow_id)[:255],
-            "opened_at": record.opened_at,
-            "channel": _clean_str(record.channel)[:64],
-            "category": _clean_str(record.category)[:100],
-            "priority": record.priority[:32],
-            "segment": _clean_str(record.segment)[:64],
-            "source": _clean_str(record.source)[:100],
-            "policy_version": _clean_str(record.policy_version)[:200],
-            "route": _clean_str(record.route)[:200] if record.route else None,
-            "state": record.state[:32],
-            "tier": record.tier,
-            "department": _clean_str(record.department)[:200],
-            "current_priority": record.current_priority[:32],
-            "assignee": _clean_str(record.assignee)[:200] if record.assignee else None,
-            "escalations": record.escalations,
-            "breaches": record.breaches,
-            "first_response_at": record.first_response_at,
-            "resolved_at": record.resolved_at,
-            "closed_at": record.closed_at,
-            "summary": _clean(record.summary) if record.summary is not None else None,
-            "ticket": _clean(record.ticket) if record.ticket is not None else None,
-            "events_stored": through,
-            "complete": record.complete,
-            "updated_at": now,
-        }
-        statement = insert(TicketRow).values(**values)
-        keep = {"life_id", "ticket_id", "opened_at", "complete"}
-        if record.ticket is None:
-            keep.add("ticket")
-        statement = statement.on_conflict_do_update(
-            index_elements=["life_id"],
-            set_={k: statement.excluded[k] for k in values if k not in keep},
-            where=TicketRow.events_stored <= statement.excluded.events_stored,
-        )
+        If that transaction fails, each batch is written in its own, and gets its own result or
+        error. A database that cannot be reached at all is every batch's error, at once.
+        """
+        if not batches:
+            return []
+        lock = self._write_lock if self._write_lock is not None else contextlib.nullcontext()
+        with lock:
+            try:
+                conn = self.engine.connect()
+            except Exception as exc:
+                return [exc] * len(batches)
+            # In the order of their lives (the same life keeps its order): two transactions that
+            # hold batches of the same lives take their row locks in the same order.
+            order = sorted(range(len(batches)), key=lambda i: batches[i].record.life_id)
+            try:
+                with conn, conn.begin():
+                    now = datetime.now(UTC)
+                    written = {i: self._write_on(conn, batches[i], now) for i in order}
+                return [written[i] for i in range(len(batches))]
+            except Exception as exc:
+                if len(batches) == 1:
+                    return [exc]
+            return [self._write_alone(batch) for batch in batches]
+
+    def _write_alone(self, batch: StoreBatch) -> StoreResult | Exception:
+        try:
+            with self.engine.begin() as conn:
+                return self._write_on(conn, batch, datetime.now(UTC))
+        except Exception as exc:
+            return exc
+
+    def _write_on(self, conn: Connection, batch: StoreBatch, now: datetime) -> StoreResult:
+        statements = self._statements
+        summary = statements.summary if batch.record.ticket is not None else statements.summary_keep_ticket
+        conn.execute(summary, _summary_row(batch, now))
         written = 0
-        with self.engine.begin() as conn:
-            conn.execute(statement)
-            if batch.events:
-                rows = [
-                    {
-                        "life_id": record.life_id,
-                        "seq": e.seq,
-                        "ticket_id": record.ticket_id,
-                        "stream": e.stream,
-                        "at": e.at,
-                        "kind": _cut(e.kind, "kind"),
-                        "actor": _cut(e.actor, "actor"),
-                        "rule": _cut(e.rule, "rule"),
-                        "clock": _cut(e.clock, "clock"),
-                        "deadline": _when(e.deadline),
-                        "tier": e.tier,
-                        "department": _cut(e.department, "department"),
-                        "reason": _clean_str(e.reason) if e.reason is not None else None,
-                        "policy_version": _cut(e.policy_version, "policy_version"),
-                        "data": _clean(e.data),
-                        "stored_at": now,
-                    }
-                    for e in batch.events
-                ]
-                inserted = conn.execute(
-                    insert(EventRow)
-                    .values(rows)
-                    .on_conflict_do_nothing(index_elements=["life_id", "seq"])
-                    .returning(EventRow.seq)
-                )
-                written = len(inserted.all())
+        if batch.events:
+            # A list of rows: one compiled statement for any number of them (SQLAlchemy's
+            # "insertmanyvalues" sends them as one multi-row INSERT ... RETURNING).
+            written = len(conn.execute(statements.events, _event_rows(batch, now)).all())
         return StoreResult(written=written, duplicates=len(batch.events) - written)
 
     # ------------------------------------------------------------------ reading
