@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import unicodedata
 import uuid
@@ -29,7 +30,6 @@ from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, Telemetr
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker, WorkflowInstance, WorkflowInstanceDetails, WorkflowRunner
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.models import DeliverInput, DeliveryResult, ReassignInput, ReassignResult
 from activities.ticket_activities import TicketActivities
@@ -37,6 +37,7 @@ from api.export import _as_duration, normalize_entry
 from config.policy import PolicyError, load_policy_file
 from config.settings import Settings
 from workers.connection import binary, register_search_attributes
+from workers.sandbox import sandboxed_runner
 from workflows.models import ACTIONS, WORKFLOW_TYPE, Ticket, Timeline, TimelineEvent, workflow_id_for
 from workflows.ticket import TicketEscalation
 
@@ -196,14 +197,16 @@ class ExactRunner(WorkflowRunner):
     """The worker's (sandboxed) runner, with every instance wrapped in `_ExactInstance`."""
 
     def __init__(self, clock: ExactClock, inner: WorkflowRunner | None = None) -> None:
-        self._inner = inner or SandboxedWorkflowRunner()
+        self._inner = inner or sandboxed_runner()
         self._clock = clock
 
     def prepare_workflow(self, defn: Any) -> None:
         self._inner.prepare_workflow(defn)
 
     def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
-        return _ExactInstance(self._inner.create_instance(det), self._clock)
+        # The ticket opens at the workflow's start time: the simulated opening instant, exactly.
+        info = dataclasses.replace(det.info, workflow_start_time=self._clock.opened, start_time=self._clock.opened)
+        return _ExactInstance(self._inner.create_instance(dataclasses.replace(det, info=info)), self._clock)
 
     def set_worker_level_failure_exception_types(self, types: Any) -> None:
         self._inner.set_worker_level_failure_exception_types(types)

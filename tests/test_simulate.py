@@ -60,11 +60,11 @@ async def test_friday_evening_urgent_social_post_over_a_holiday_weekend(tmp_path
     print(text)
     expected = [
         # The ticket decides once its policy is loaded, a 1 ms timer after it opens; its clocks start at opening.
-        "Fri 2035-05-11 16:55:00.001 CEST | routed: route public-social: routes[0] (public-social) matched on "
+        "Fri 2035-05-11 16:55:00 CEST | routed: route public-social: routes[0] (public-social) matched on "
         "channel=social_public",
-        "Fri 2035-05-11 16:55:00.001 CEST | sla_started: first_response clock starts: target PT15M, "
+        "Fri 2035-05-11 16:55:00 CEST | sla_started: first_response clock starts: target PT15M, "
         "deadline Tue 2035-05-15 09:10:00 CEST",
-        "Fri 2035-05-11 16:55:00.001 CEST | sla_started: resolution clock starts: target PT4H, "
+        "Fri 2035-05-11 16:55:00 CEST | sla_started: resolution clock starts: target PT4H, "
         "deadline Tue 2035-05-15 13:55:00 CEST",
         "Tue 2035-05-15 09:06:15 CEST | ladder_step: ladders.first_response[0] (fr-warning) fires: "
         "first_response SLA at 75% of target",
@@ -194,7 +194,7 @@ async def oracle(policy_file: Path, ticket: Ticket, events: list[SimEvent], days
     def ctx(now: datetime) -> Ctx:
         return Ctx(now=now, workflow_id="ticket-oracle", life="oracle")
 
-    decision = machine.open_ticket(policy, snapshot.version, ticket, ctx(opened + timedelta(milliseconds=1)))
+    decision = machine.open_ticket(policy, snapshot.version, ticket, ctx(opened))
     state, out = decision.state, list(decision.events)
     todo = sorted(enumerate(events), key=lambda item: (item[1].after, item[0]))
     end = opened + timedelta(days=days)
@@ -219,9 +219,7 @@ async def oracle(policy_file: Path, ticket: Ticket, events: list[SimEvent], days
         elif action_at is not None and action_at <= end:
             index, event = todo.pop(0)
             data = ACTIONS[event.action].model_validate(event.payload).model_dump(mode="json")
-            # An action that arrives while the policy loads waits for the ticket to open.
-            at = max(action_at, opened + timedelta(milliseconds=1))
-            apply(machine.Action(event.action, data, via="update", key=f"simulated-{index}"), at)
+            apply(machine.Action(event.action, data, via="update", key=f"simulated-{index}"), max(action_at, opened))
         else:
             break
     return out
