@@ -19,6 +19,7 @@ import re
 import secrets
 from collections.abc import Generator
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import version as package_version
 from typing import Annotated, Any, Literal
 
 import structlog
@@ -156,7 +157,7 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
     edge = EdgeRefusals(tickets, settings.api_temporal_timeout_seconds)  # refusals here, told the ticket
     app = FastAPI(
         title="Ticket escalations",
-        version="0.1.0",
+        version=package_version("ticket-escalations"),
         description="Open support tickets as durable Temporal workflows, act on them, audit them. "
         "Each route serves the caller roles listed in its `x-roles`.",
         docs_url=None,  # served from local assets by api/docs.py: the CDN pages are blank offline

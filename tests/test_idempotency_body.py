@@ -1,7 +1,7 @@
 """An idempotency key sent again with another body is refused (422 naming the key), not answered
 200 as if that body had been applied (it was not: the first body was). Same key, same body: still
 the status and nothing applied, also after continue-as-new (the fingerprints are carried).
-Patch `api-idem-body-v1`."""
+"""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 20 history events): after the ticket continued as new, the same key with the same body applies
 nothing (200, the status), with another body is refused (422), and a replayed helpdesk webhook is
 refused (401) by an API process that never saw it, as before the new run; a request the ticket
-refused is answered with the same refusal, recorded once (patch `api-refused-keys-v1`)."""
+refused is answered with the same refusal, recorded once."""
 
 from __future__ import annotations
 

@@ -204,7 +204,7 @@ class Action:
     data: Any
     via: Literal["signal", "update"] = "update"
     key: str | None = None  # idempotency key (the update id); a repeat applies nothing
-    # The body's fingerprint sent with the key (`api-idem-body-v1`): the key again with another
+    # The body's fingerprint sent with the key: the key again with another
     # body is refused, not answered as if it had been applied.
     digest: str | None = None
 

@@ -61,7 +61,7 @@ Duration = Annotated[timedelta, PlainSerializer(iso_duration, return_type=str, w
 
 
 # An update id `<action>:<key>#sha256:<16 hex>` carries the fingerprint of the action's body after
-# its idempotency key (patch `api-idem-body-v1`, `workflows/runner.py`).
+# its idempotency key (`workflows/runner.py`).
 DIGEST_MARK = "#sha256:"
 
 

@@ -142,7 +142,7 @@ async def undelivered_then_redelivered(env: WorkflowEnvironment, tickets: Ticket
 
 
 async def channels(env: WorkflowEnvironment, tickets: TicketClient, tid: str, rx: Receiver) -> None:
-    """Patch channels-v1: notices by endpoint name, email/Slack/Teams to people, one left out."""
+    """Notices by endpoint name, email/Slack/Teams to people, one left out."""
     await tickets.open(ticket(ticket_id=tid, priority="urgent"))
     await env.sleep(timedelta(minutes=40))
     await tickets.act(tid, "resolve", {"actor": AGENT, "resolution": "done"})
@@ -174,7 +174,7 @@ def channels_settings(settings: Settings, rx: Receiver, smtp_port: int) -> Setti
 
 
 async def timeline_refusals(env: WorkflowEnvironment, tickets: TicketClient, tid: str, rx: Receiver) -> None:
-    """Patch timeline-refusals-v1: refusals reported by clients (`record_refusal`), one garbage report."""
+    """Refusals reported by clients (`record_refusal`), one garbage report."""
     await tickets.open(ticket(ticket_id=tid))
     await tickets.report_refusal(tid, "acknowledge", "mood", "Extra inputs are not permitted", via="update")
     await tickets.handle(tid).signal("record_refusal", {"action": "", "junk": True})
