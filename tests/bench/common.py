@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import sys
 import time
@@ -50,8 +51,20 @@ def rss_of(pid: int) -> int:
     return 0
 
 
-async def start_worker_process(address: str, task_queue: str, kind: str, *options: str) -> asyncio.subprocess.Process:
-    """tests/bench/worker_process.py in a child process, returned once it polls (it prints "ready")."""
+def cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) a process has used (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def start_worker_process(
+    address: str, task_queue: str, kind: str, *options: str, stderr: int | None = None
+) -> asyncio.subprocess.Process:
+    """tests/bench/worker_process.py in a child process, returned once it polls (it prints "ready");
+    its stderr (the worker's log) to the file descriptor `stderr`, else to ours."""
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -64,6 +77,7 @@ async def start_worker_process(address: str, task_queue: str, kind: str, *option
         kind,
         *options,
         stdout=asyncio.subprocess.PIPE,
+        stderr=stderr,
     )
     assert child.stdout is not None
     if (await child.stdout.readline()).strip() != b"ready":

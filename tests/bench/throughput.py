@@ -7,6 +7,9 @@ through a first-response breach (SLA of a few seconds, the webhook delivered to 
 127.0.0.1), and the same counts through `BareTicket`. Prints tickets/s, the ratio to the bare
 workflow, lateness p50/p99 (arrival at the receiver minus the deadline) and worker memory per open
 ticket. Figures, not assertions: see the README's Benchmark section.
+
+After them, counts per lifecycle read from histories (tests/bench/histories.py). With `--hold N
+--cache M` only the hold runs instead: N open tickets breaching on one worker (tests/bench/hold.py).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from api.client import TicketClient
-from tests.bench import histories
+from tests.bench import histories, hold
 from tests.bench.bare import BareTicket, bare_notify
 from tests.bench.common import AGENT, free_port, percentile, rss_of, run_all, start_worker_process, ticket
 from tests.conftest import make_settings, policy_doc
@@ -212,6 +215,11 @@ async def main() -> None:
     parser.add_argument("--store-rounds", type=int, default=3, help="alternating store on/off lifecycle measurements")
     parser.add_argument("--sample", type=int, default=20, help="lifecycles per kind whose histories are counted")
     parser.add_argument("--event-types", action="store_true", help="also print every event type's count per lifecycle")
+    parser.add_argument("--hold", type=int, default=0, help="only the hold: N open tickets breaching on one worker")
+    parser.add_argument("--cache", type=int, default=1000, help="hold: the worker's max_cached_workflows")
+    parser.add_argument("--hold-rate", type=float, default=25, help="hold: tickets opened per second at most")
+    parser.add_argument("--hold-sla", type=int, default=None, help="hold: first response due (s); default from rate")
+    parser.add_argument("--hold-timeout", type=float, default=300, help="hold: wait after the last deadline (s)")
     args = parser.parse_args()
     global NO_METRICS
     NO_METRICS = args.no_metrics
@@ -220,16 +228,20 @@ async def main() -> None:
 
     receiver = start_receiver()
     arrivals: dict[str, float] = {}
+    breached: dict[str, float] = {}  # sla.breached webhooks only (the hold)
     original = receiver.answer
 
     def stamp(req: Any) -> int:
         if req.path in ("/events", "/bare"):
             arrivals.setdefault(req.json()["ticket_id"], time.time())
+            if req.json().get("type") == "sla.breached":
+                breached.setdefault(req.json()["ticket_id"], time.time())
         return original(req)
 
     receiver.answer = stamp  # type: ignore[method-assign]
     policy = Path(tempfile.mkdtemp()) / "bench-policy.yaml"
-    policy.write_text(yaml.safe_dump(bench_policy()))
+    hold_sla = args.hold_sla or hold.default_sla(args.hold, args.hold_rate)
+    policy.write_text(yaml.safe_dump(hold.hold_policy(bench_policy(), hold_sla) if args.hold else bench_policy()))
     # As in production: the workers' runtime serves Prometheus, so every metric call is real.
     runtime = None if args.no_metrics else metrics_runtime(f"127.0.0.1:{free_port()}")
     store_url = args.store_url or f"sqlite:///{policy.parent / 'store.db'}"
@@ -241,6 +253,13 @@ async def main() -> None:
         dev_server_log_level="error",
     )
     try:
+        if args.hold:
+            options = ["--policy", str(policy), "--store-url", store_url, "--metrics", "off" if NO_METRICS else "on"]
+            options += ["--webhook-url", f"{receiver.url}/events", "--helpdesk-url", receiver.url]
+            await hold.hold(
+                env.client, options, breached, args.hold, args.cache, conc, args.hold_rate, hold_sla, args.hold_timeout
+            )
+            return
         print(f"{n} tickets per measurement, concurrency {conc}, one in-memory dev server, {os.cpu_count()} cores")
         bare_ids: list[str] = []
         ticket_ids: list[str] = []
