@@ -7,6 +7,9 @@ through a first-response breach (SLA of a few seconds, the webhook delivered to 
 127.0.0.1), and the same counts through `BareTicket`. Prints tickets/s, the ratio to the bare
 workflow, lateness p50/p99 (arrival at the receiver minus the deadline) and worker memory per open
 ticket. Figures, not assertions: see the README's Benchmark section.
+
+After them, counts per lifecycle read from histories (tests/bench/histories.py). With `--hold N
+--cache M` only the hold runs instead: N open tickets breaching on one worker (tests/bench/hold.py).
 """
 
 from __future__ import annotations
@@ -15,11 +18,9 @@ import argparse
 import asyncio
 import os
 import statistics
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from api.client import TicketClient
+from tests.bench import histories, hold
 from tests.bench.bare import BareTicket, bare_notify
+from tests.bench.common import AGENT, free_port, percentile, rss_of, run_all, start_worker_process, ticket
 from tests.conftest import make_settings, policy_doc
 from tests.receiver import start_receiver
 from workers.connection import binary
@@ -40,9 +43,7 @@ from workers.logs import configure
 from workers.telemetry import metrics_runtime
 from workers.worker import build_worker
 from workflows import search_attributes as sa
-from workflows.models import Ticket
 
-AGENT = {"actor": {"id": "ann", "role": "agent"}}
 NO_METRICS = False
 SLA_SECONDS = 6
 BURST_SECONDS = 90
@@ -64,30 +65,14 @@ def bench_policy() -> dict[str, Any]:
     return doc
 
 
-async def run_all(n: int, concurrency: int, work: Callable[[int], Awaitable[None]]) -> float:
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(i: int) -> None:
-        async with gate:
-            await work(i)
-
-    began = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(n)))
-    return time.perf_counter() - began
-
-
-def ticket(tid: str, opened_at: datetime | None = None, priority: str = "normal") -> Ticket:
-    return Ticket.model_validate(
-        {"ticket_id": tid, "subject": "bench", "customer": {"id": "c"}, "opened_at": opened_at, "priority": priority}
-    )
-
-
-async def lifecycle_tickets(client: Client, tq: str, n: int, concurrency: int) -> float:
+async def lifecycle_tickets(client: Client, tq: str, n: int, concurrency: int, ids: list[str] | None = None) -> float:
     tickets, run = TicketClient(client, tq), uuid.uuid4().hex[:6]
 
     async def one(i: int) -> None:
         tid = f"B{run}-{i}"
         await tickets.open(ticket(tid))
+        if ids is not None:
+            ids.append(tickets.handle(tid).id)
         await tickets.act(tid, "acknowledge", AGENT)
         await tickets.act(tid, "resolve", AGENT | {"resolution": "done"})
         await tickets.handle(tid).result()
@@ -95,7 +80,9 @@ async def lifecycle_tickets(client: Client, tq: str, n: int, concurrency: int) -
     return n / await run_all(n, concurrency, one)
 
 
-async def lifecycle_bare(client: Client, tq: str, n: int, concurrency: int, url: str) -> float:
+async def lifecycle_bare(
+    client: Client, tq: str, n: int, concurrency: int, url: str, ids: list[str] | None = None
+) -> float:
     run = uuid.uuid4().hex[:6]
 
     async def one(i: int) -> None:
@@ -106,13 +93,10 @@ async def lifecycle_bare(client: Client, tq: str, n: int, concurrency: int, url:
         await handle.execute_update(BareTicket.acknowledge)
         await handle.execute_update(BareTicket.resolve)
         await handle.result()
+        if ids is not None:
+            ids.append(handle.id)
 
     return n / await run_all(n, concurrency, one)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def breaches(
@@ -189,26 +173,8 @@ async def memory_per_open_workflow(
 ) -> float:
     """KiB of worker RSS per open workflow, read from a worker running alone in a child process."""
     tq = f"mem-{kind}-{uuid.uuid4().hex[:6]}"
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.bench.worker_process",
-        "--address",
-        env.client.service_client.config.target_host,
-        "--task-queue",
-        tq,
-        "--kind",
-        kind,
-        "--policy",
-        str(policy),
-        "--sandbox",
-        sandbox,
-        "--metrics",
-        "off" if NO_METRICS else "on",
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert child.stdout is not None
-    await child.stdout.readline()  # "ready"
+    options = ["--policy", str(policy), "--sandbox", sandbox, "--metrics", "off" if NO_METRICS else "on"]
+    child = await start_worker_process(env.client.service_client.config.target_host, tq, kind, *options)
     far = datetime.now(UTC) + timedelta(hours=1)
     tickets = TicketClient(env.client, tq)
 
@@ -234,21 +200,6 @@ async def memory_per_open_workflow(
     return (after - before) / n
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def rss_of(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tickets", type=int, default=1000)
@@ -262,6 +213,13 @@ async def main() -> None:
         "--store-url", default=None, help="record store of the tickets (default: a SQLite file in a temporary folder)"
     )
     parser.add_argument("--store-rounds", type=int, default=3, help="alternating store on/off lifecycle measurements")
+    parser.add_argument("--sample", type=int, default=20, help="lifecycles per kind whose histories are counted")
+    parser.add_argument("--event-types", action="store_true", help="also print every event type's count per lifecycle")
+    parser.add_argument("--hold", type=int, default=0, help="only the hold: N open tickets breaching on one worker")
+    parser.add_argument("--cache", type=int, default=1000, help="hold: the worker's max_cached_workflows")
+    parser.add_argument("--hold-rate", type=float, default=25, help="hold: tickets opened per second at most")
+    parser.add_argument("--hold-sla", type=int, default=None, help="hold: first response due (s); default from rate")
+    parser.add_argument("--hold-timeout", type=float, default=300, help="hold: wait after the last deadline (s)")
     args = parser.parse_args()
     global NO_METRICS
     NO_METRICS = args.no_metrics
@@ -270,16 +228,20 @@ async def main() -> None:
 
     receiver = start_receiver()
     arrivals: dict[str, float] = {}
+    breached: dict[str, float] = {}  # sla.breached webhooks only (the hold)
     original = receiver.answer
 
     def stamp(req: Any) -> int:
         if req.path in ("/events", "/bare"):
             arrivals.setdefault(req.json()["ticket_id"], time.time())
+            if req.json().get("type") == "sla.breached":
+                breached.setdefault(req.json()["ticket_id"], time.time())
         return original(req)
 
     receiver.answer = stamp  # type: ignore[method-assign]
     policy = Path(tempfile.mkdtemp()) / "bench-policy.yaml"
-    policy.write_text(yaml.safe_dump(bench_policy()))
+    hold_sla = args.hold_sla or hold.default_sla(args.hold, args.hold_rate)
+    policy.write_text(yaml.safe_dump(hold.hold_policy(bench_policy(), hold_sla) if args.hold else bench_policy()))
     # As in production: the workers' runtime serves Prometheus, so every metric call is real.
     runtime = None if args.no_metrics else metrics_runtime(f"127.0.0.1:{free_port()}")
     store_url = args.store_url or f"sqlite:///{policy.parent / 'store.db'}"
@@ -291,7 +253,16 @@ async def main() -> None:
         dev_server_log_level="error",
     )
     try:
+        if args.hold:
+            options = ["--policy", str(policy), "--store-url", store_url, "--metrics", "off" if NO_METRICS else "on"]
+            options += ["--webhook-url", f"{receiver.url}/events", "--helpdesk-url", receiver.url]
+            await hold.hold(
+                env.client, options, breached, args.hold, args.cache, conc, args.hold_rate, hold_sla, args.hold_timeout
+            )
+            return
         print(f"{n} tickets per measurement, concurrency {conc}, one in-memory dev server, {os.cpu_count()} cores")
+        bare_ids: list[str] = []
+        ticket_ids: list[str] = []
         async with httpx.AsyncClient() as http:
             tq = f"bench-{uuid.uuid4().hex[:6]}"
             sandboxed = build_worker(env.client, make_settings(policy, receiver, store_url), http, task_queue=tq)
@@ -319,8 +290,8 @@ async def main() -> None:
                 await lifecycle_bare(env.client, tq + "-bare", min(n, 50), conc, receiver.url)  # warm-up
                 await lifecycle_tickets(env.client, tq, min(n, 50), conc)
                 await lifecycle_tickets(env.client, tq + "-nosandbox", min(n, 50), conc)
-                bare_rate = await lifecycle_bare(env.client, tq + "-bare", n, conc, receiver.url)
-                ticket_rate = await lifecycle_tickets(env.client, tq, n, conc)
+                bare_rate = await lifecycle_bare(env.client, tq + "-bare", n, conc, receiver.url, bare_ids)
+                ticket_rate = await lifecycle_tickets(env.client, tq, n, conc, ticket_ids)
                 fast_rate = await lifecycle_tickets(env.client, tq + "-nosandbox", n, conc)
                 print("open -> acknowledge -> resolve (tickets/s):")
                 print(
@@ -378,6 +349,15 @@ async def main() -> None:
         mem_fast = await memory_per_open_workflow(env, "ticket", n, conc, policy, "off", receiver.url)
         print(f"worker memory per open workflow (RSS growth of a worker process holding {n} open, cached):")
         print(f"  bare {mem_bare:.1f} KiB; ticket {mem_ticket:.1f} KiB; ticket without sandbox {mem_fast:.1f} KiB")
+        # Last, so that fetching histories disturbs no timing: what one lifecycle costs the server.
+        rows = {
+            "bare": await histories.count(env.client, bare_ids, args.sample),
+            "ticket": await histories.count(env.client, ticket_ids, args.sample),
+        }
+        print("per lifecycle, open -> acknowledge -> resolve (mean over completed workflows; ticket: sandbox on):")
+        print("\n".join(histories.table(rows)))
+        if args.event_types:
+            print("\n".join(histories.event_types(rows)))
     finally:
         await env.shutdown()
         receiver.server.shutdown()
