@@ -3,7 +3,7 @@
 Imported by `workflows/ticket.py` through the sandbox's passthrough, so it is loaded once per
 worker process, not once per ticket; `TicketEscalation` inherits the handlers defined here.
 Passthrough code is not policed by the sandbox, so the rules are on us and on the replay tests:
-deterministic only, time from `self._now()`, no I/O, no randomness, no mutable module state.
+deterministic only, time from `workflow.now()` (through `_now`), no I/O, no randomness, no mutable module state.
 
 What this class promises, whatever arrives:
 - every signal and update, with any argument (none, null, bytes, wrong types, megabytes), is
@@ -247,11 +247,25 @@ class TicketRunner:
         self._metrics.opened(self._ticket.channel, self.state)
 
     def _decide(self, event: machine.Input) -> Decision:
-        if getattr(event, "input", None) == "action" and self._store_wanted():
-            self._record_action(event)  # type: ignore[arg-type]
+        if getattr(event, "input", None) == "action":
+            # Time first: a deadline that passed before the action arrived (its timer's task not run
+            # yet, or the ticket's first task late) is breached before the action is applied, so a
+            # late first response still counts its breach and sends its notices.
+            if self._timer_due():
+                self._apply(machine.decide(self.state, self.policy, self._ticket, machine.Tick(), self._ctx()))
+            if self._store_wanted():
+                self._record_action(event)  # type: ignore[arg-type]
         decision = machine.decide(self.state, self.policy, self._ticket, event, self._ctx())
         self._apply(decision)
         return decision
+
+    def _decide_on_arrival(self, action: Action) -> Decision:
+        """An action from a handler: decided at its own task's time, never at the opening's."""
+        opening, self._opening_at = self._opening_at, None
+        try:
+            return self._decide(action)
+        finally:
+            self._opening_at = opening
 
     def _apply(self, decision: Decision) -> None:
         before, self._state = self._state, decision.state
@@ -448,6 +462,7 @@ class TicketRunner:
             retries = [n.next_attempt_at for n in self.state.outbox if self._waiting(n) and n.next_attempt_at > now]
             due = (min(retries), "retry undelivered notices") if retries else None
         opening, self._opening_at = self._opening_at is not None, None
+        self._publish()  # all of this task's decisions are in: one upsert
         if due is None:  # a timer still running fires for nothing: cheaper than cancelling it
             await workflow.wait_condition(lambda: self._woken)
             return
@@ -579,7 +594,7 @@ class TicketRunner:
             return
         try:
             action = Action(name, _decode(args), via="signal")
-            _log_action(self._ticket.ticket_id, action, self._decide(action))
+            _log_action(self._ticket.ticket_id, action, self._decide_on_arrival(action))
         except Exception as exc:  # decide never raises; this guards the glue around it
             workflow.logger.error("signal %s not applied: %r", name, exc, extra={"ticket_id": self._ticket.ticket_id})
 
@@ -590,7 +605,7 @@ class TicketRunner:
             update = workflow.current_update_info()
             key, digest = _split_key(update.id) if update else (None, None)
             action = Action(name, _decode(args), via="update", key=key, digest=digest)
-            decision = self._decide(action)
+            decision = self._decide_on_arrival(action)
             _log_action(self._ticket.ticket_id, action, decision)
             if decision.refusal is not None:
                 raise _rejected(decision.refusal)

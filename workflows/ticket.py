@@ -42,12 +42,17 @@ class TicketEscalation(TicketRunner):
             raise ApplicationError(f"invalid ticket: {self._invalid}", type="InvalidTicket", non_retryable=True)
         if self._state is None:
             await self._load_policy_and_open()
+            # Actions that arrived while the policy loaded are decided first (at their task's time),
+            # so that this task's decisions are published together.
+            await workflow.wait_condition(lambda: True)
         else:
             self._store_start()
 
+        # Search attributes are published where the loop blocks, once all of a task's decisions are
+        # in (`_wait`, and before each wait below): one upsert per workflow task at most.
         while True:
-            self._publish()  # once per pass: one upsert per workflow task at most
             if machine.finished(self.state, self.policy, self._now()):
+                self._publish()
                 await workflow.wait_condition(self._settled)
                 if machine.finished(self.state, self.policy, workflow.now()):
                     # Not before its last events and its summary are in the record store.
@@ -60,6 +65,7 @@ class TicketEscalation(TicketRunner):
                 # and the events stored first (unless the database has been down for a while: then
                 # they are carried). Meanwhile the ticket goes on.
                 if self._store_ready_to_continue():
+                    self._publish()
                     await workflow.wait_condition(self._settled)
                     if self._store_ready_to_continue():
                         self._publish()
