@@ -38,7 +38,7 @@ class CallerRole(StrEnum):
     auditor = "auditor"
 
 
-# Who each kind of route serves (README "Authentication" has the table).
+# Who each kind of route serves (the README and docs/api.md have the table).
 SYSTEM = frozenset({CallerRole.system})  # opening tickets, customer-side actions
 READERS = frozenset({CallerRole.agent, CallerRole.lead, CallerRole.manager, CallerRole.auditor})
 REVIEWERS = frozenset({CallerRole.lead, CallerRole.manager, CallerRole.auditor})  # review, full exports

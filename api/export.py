@@ -7,7 +7,7 @@ workflow's own timeline (its interpretation: which rule fired, which clock pause
 marked `source: workflow`, when a worker can answer the query.
 
 Every row, whatever its source, goes through `normalize_entry` before it is rendered, so the three
-formats carry the same rows with the same values (see the README's Auditing section):
+formats carry the same rows with the same values (see docs/auditing.md):
 - `at`: UTC, RFC 3339 with microseconds and `Z`;
 - `actor`: always set, `role:id`; automatic rows are `system:escalation-policy`;
 - `detail`: JSON values only (never Python reprs), absent values left out, every duration in one

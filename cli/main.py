@@ -1,7 +1,7 @@
 """`escalations`: run the service, drive tickets, check policies, audit and replay.
 
 The Typer app, exit codes and output helpers are in `cli/app.py`; each module below registers its
-commands on import. `main` turns every error into one line and an exit code (README, "Command line").
+commands on import. `main` turns every error into one line and an exit code (README, "Command line and exit codes").
 """
 
 from __future__ import annotations

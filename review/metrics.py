@@ -2,8 +2,8 @@
 
 Input: each ticket's summary facts (`TicketFacts`: channel, category, ...) and its timeline rows
 (`EventRow`: the workflow's own timeline events as the record store keeps them, in order). Output:
-a `Review` for a period, grouped by one dimension. Every metric is defined in the README
-("Review metrics"); the docstrings here say the same in code terms.
+a `Review` for a period, grouped by one dimension. Every metric is defined in docs/review.md
+("Metrics: definitions"); the docstrings here say the same in code terms.
 
 Business time is counted on the calendar the ticket was routed with (`routed.calendar`), looked up
 in the `calendars` given (the policy in force); a calendar that is not there any more counts wall

@@ -204,7 +204,7 @@ async def test_review_page_in_headless_chromium(served: Served, browser: Any) ->
     assert await links.count() >= 5
     assert "key=" not in page.url  # the key left the address bar
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    if os.environ.get("REVIEW_SCREENSHOT"):  # refresh the README's picture: REVIEW_SCREENSHOT=1 pytest ...
+    if os.environ.get("REVIEW_SCREENSHOT"):  # refresh the picture in docs/review.md: REVIEW_SCREENSHOT=1 pytest ...
         await page.screenshot(path=str(SCREENSHOT), full_page=True)
     ticket = await links.first.inner_text()
     await links.first.click()

@@ -187,7 +187,7 @@ async def _serve_roles(
                 added = await register_search_attributes(client, client.namespace)
                 if added:
                     log.info("search_attributes.registered", names=added)
-            except Exception as err:  # Temporal Cloud: registered out of band (README, Production)
+            except Exception as err:  # Temporal Cloud: registered out of band (docs/operations.md)
                 log.warning("search_attributes.not_registered", error=str(err))
             worker = build_worker(client, settings, http)
             worker_task = asyncio.create_task(worker.run(), name="worker")

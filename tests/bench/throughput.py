@@ -6,7 +6,7 @@ On one in-memory dev server, in one run: N tickets through open -> acknowledge -
 through a first-response breach (SLA of a few seconds, the webhook delivered to a receiver on
 127.0.0.1), and the same counts through `BareTicket`. Prints tickets/s, the ratio to the bare
 workflow, lateness p50/p99 (arrival at the receiver minus the deadline) and worker memory per open
-ticket. Figures, not assertions: see the README's Benchmark section.
+ticket. Figures, not assertions: see docs/benchmarks.md.
 
 After them, counts per lifecycle read from histories (tests/bench/histories.py). With `--hold N
 --cache M` only the hold runs instead: N open tickets breaching on one worker (tests/bench/hold.py).
