@@ -15,12 +15,11 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from api.client import TicketClient
-from store.repository import Store
 from tests.conftest import TEST_CONVERTER, make_settings
 from tests.helpers import AGENT, ticket
 from tests.receiver import Receiver
 from tests.test_digests import start_worker
-from tests.test_first_task_timers_and_final_write import fast_policy, kinds, replay
+from tests.test_first_task_timers_and_final_write import assert_stored_once, fast_policy, replay
 from tests.test_server_restart import worker_env
 from workflows.models import workflow_id_for
 
@@ -63,12 +62,4 @@ async def test_a_worker_killed_while_the_final_write_retries_loses_no_event(
     history = await replay(dev_env.client, workflow_id_for(t.ticket_id))
     # The kill landed inside the write's workflow task (its local activity was retrying), which timed out.
     assert any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT for e in history.events)
-    store = Store(url)
-    try:
-        life = store.life(t.ticket_id)
-        assert life is not None and life.ticket.closed_at is not None and life.ticket.summary is not None
-        rows = store.events([life.ticket.life_id])
-        assert [e.seq for e in rows] == list(range(life.ticket.events_stored))
-        assert [e.kind for e in life.events] == kinds(timeline)
-    finally:
-        store.dispose()
+    assert_stored_once(url, t.ticket_id, timeline)
