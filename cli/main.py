@@ -82,7 +82,9 @@ def _unexpected(err: Exception) -> int:
         where = f" at {found.group(1)}" if found else ""
         return _fail(f"cannot reach Temporal{where} ({why})", ExitCode.UNREACHABLE)
     if isinstance(err, FileNotFoundError):
-        return _fail(f"no such file: {err.filename}", ExitCode.BAD_INPUT)
+        # A file named by the user has a filename; a missing program (the embedded server's binary)
+        # raises with a message of its own that says what to install.
+        return _fail(f"no such file: {err.filename}" if err.filename else str(err), ExitCode.BAD_INPUT)
     if os.environ.get("ESCALATIONS_DEBUG"):
         raise err
     return _fail(f"{type(err).__name__}: {err} (set ESCALATIONS_DEBUG=1 for the traceback)", ExitCode.UNREACHABLE)
