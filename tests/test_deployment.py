@@ -1,4 +1,4 @@
-"""The deployment files, checked without a Docker engine (these machines have none).
+"""The deployment files, checked without a Docker engine (the test suite starts no containers).
 
 - `docker-compose.yml` validates against the Compose specification's JSON schema (vendored in
   `tests/compose/compose-spec.json`: compose-spec/compose-spec `schema/compose-spec.json` as of its commit
