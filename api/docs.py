@@ -19,7 +19,6 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
 ASSETS_URL = "/docs-assets"
-PUBLIC_PATHS = ("/docs", "/redoc", "/openapi.json", ASSETS_URL)
 
 API_KEY_SCHEME = APIKeyHeader(
     name="X-API-Key",

@@ -69,11 +69,6 @@ class EdgeRefusals:
             )
         return False
 
-    async def drain(self) -> None:
-        """Wait for the reports in flight (tests; a stopping process may simply drop them)."""
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
-
 
 def field_and_reason(errors: list[dict[str, Any]], prefix: Iterable[str | int] = ("body",)) -> tuple[str, str]:
     """The refused field (dotted, relative to the action's payload; `payload` for the whole of it)

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import sys
-from typing import Any
 
 import typer
 
@@ -25,13 +24,6 @@ for _module in COMMAND_MODULES:
     importlib.import_module(_module)
 
 BROKEN_PIPE = 141  # 128 + SIGPIPE, as a Unix tool killed by a closed pipe
-
-
-def _read_json(value: str) -> Any:
-    """Kept for callers of the argparse era; use `cli.app.read_json`."""
-    from cli.app import read_json
-
-    return read_json(value, "input")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -347,7 +347,6 @@ class ChannelKind(StrEnum):
     teams = "teams"
 
 
-PEOPLE_CHANNELS = (ChannelKind.email, ChannelKind.slack, ChannelKind.teams)
 # Event types a template can be written for (`digest` is the flood-control summary).
 EVENT_TYPES = (
     "sla.warning",
