@@ -12,6 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.channels import EndpointMissing, resolve_endpoint
+from activities.http_errors import BENIGN, raise_for_status
 from activities.models import Person
 from activities.review_models import (
     FindSpikesInput,
@@ -21,7 +22,6 @@ from activities.review_models import (
     SpikeEvent,
     SpikeFound,
 )
-from activities.ticket_activities import BENIGN, _raise_for_status
 from activities.webhooks import sign_headers
 from config.policy import ChannelKind, PolicyError, load_policy_file
 from config.settings import Settings
@@ -117,7 +117,7 @@ class ReviewActivities:
                     type="DeliveryFailed",
                     category=BENIGN,
                 ) from None
-            _raise_for_status(response, f"endpoint {name}")
+            raise_for_status(response, f"endpoint {name}")
             delivered.append(name)
         log.info("review.spike", department=request.department, day=str(request.day), endpoints=delivered)
         return SendSpikeResult(webhook_id=event.id, delivered_to=delivered)

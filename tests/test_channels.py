@@ -380,7 +380,7 @@ def test_plan_routes_people_by_role_and_person_and_records_who_has_no_address() 
     ],
 )
 def test_the_template_sandbox_stops_loops_explosions_and_escapes(source: str) -> None:
-    from activities import templates
+    from config import templates
 
     context = templates.sample_context("email", "sla.breached")
     with pytest.raises(templates.TemplateFailure) as failure:

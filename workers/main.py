@@ -70,7 +70,7 @@ async def serve(
     else:
         log.info("codec.enabled", key_id=codec.ring.current, keys=len(codec.ring.keys))
     if "worker" in wanted:
-        from activities.ticket_activities import load_checked_policy  # the worker's own check, URLs included
+        from activities.policy_file import load_checked_policy  # the worker's own check, URLs included
 
         try:
             policy = load_checked_policy(settings.policy_path, settings)
