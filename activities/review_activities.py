@@ -49,8 +49,8 @@ class ReviewActivities:
         return await asyncio.to_thread(self._find, request.now)
 
     def _find(self, now: datetime) -> FindSpikesResult:
-        from review.metrics import find_spikes
         from review.query import calendars_of, counts_from_store
+        from review.spikes import find_spikes
         from store.repository import shared_store
 
         s = self._settings

@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api.auth import PUBLIC, REVIEWERS, Caller, declared, requires
 from config.settings import Settings
-from review.metrics import Review
+from review.aggregate import Review
 from review.render import PeriodError, period, to_csv
 
 log = structlog.get_logger("api")

@@ -8,7 +8,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from review.metrics import GroupMetrics, Review
+from review.aggregate import GroupMetrics, Review
 
 MAX_PERIOD = timedelta(days=366)
 _RELATIVE = re.compile(r"^(\d{1,4})([hdw])$")

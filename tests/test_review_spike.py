@@ -18,7 +18,7 @@ from activities.review_activities import ReviewActivities, spike_event_id
 from activities.review_models import SpikeWatchState
 from activities.webhooks import verify
 from config.settings import Settings
-from review.metrics import EventRow, TicketFacts
+from review.rows import EventRow, TicketFacts
 from store.repository import Store
 from tests.conftest import TEST_SECRET, policy_doc
 from tests.receiver import Receiver

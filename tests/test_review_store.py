@@ -26,7 +26,7 @@ from api.auth import new_key_entry
 from api.server import build_server
 from config.policy import Calendar
 from config.settings import Settings
-from review.metrics import review
+from review.aggregate import review
 from review.query import load_facts, review_from_store
 from store.repository import Store
 from tests.conftest import policy_doc
