@@ -330,7 +330,7 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
             log.warning("store.unavailable", ticket_id=ticket_id, error=str(err))
             raise HTTPException(503, f"{err}; try again later", headers={"Retry-After": "5"}) from None
         headers = {"X-Timeline-Source": found.read_from}
-        if format == "json":  # one row model for every source and format (api/export.py)
+        if format == "json":  # one row model for every source and format (api/export/normalize.py)
             # A history may hold anything a caller once sent (a binary signal payload, ...).
             body = {"ticket_id": ticket_id, "read_from": found.read_from, "events": safe_json(found.entries)}
             if found.store is not None:
