@@ -167,7 +167,7 @@ def requires(roles: Iterable[CallerRole]) -> Callable[..., Caller]:
                 403, f"key {caller.name!r} (roles {have}) may not use this route; it serves {', '.join(sorted(served))}"
             )
         # Dependencies run before the body is validated: a 422 handler that finds the caller here
-        # knows the request came with a key that serves the route (`api/server.py` records such
+        # knows the request came with a key that serves the route (`api/routes/actions.py` records such
         # refusals on the ticket; an unauthenticated request must never write on a ticket).
         request.state.caller = caller
         return caller
