@@ -6,16 +6,50 @@ Each problem is one line that starts with the place it is about, e.g. `routes[2]
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from config.notification_schema import EVENT_TYPES, TEMPLATE_PARTS, ChannelKind, Notifications
-from config.schema import CcAction, EscalateAction, LadderStep, Priority, Role
+from config.schema import (
+    Calendar,
+    CcAction,
+    Department,
+    EscalateAction,
+    Ladders,
+    LadderStep,
+    Permission,
+    Priority,
+    Role,
+    Route,
+    Tier,
+    TierTargets,
+)
 
-if TYPE_CHECKING:
-    from config.model import Policy
+
+class PolicyView(Protocol):
+    """What the checks read of a policy (`config.model.Policy`, which runs them while it validates)."""
+
+    @property
+    def tiers(self) -> Sequence[Tier]: ...
+    @property
+    def departments(self) -> Mapping[str, Department]: ...
+    @property
+    def calendars(self) -> Mapping[str, Calendar]: ...
+    @property
+    def sla(self) -> TierTargets: ...
+    @property
+    def ladders(self) -> Ladders: ...
+    @property
+    def routes(self) -> Sequence[Route]: ...
+    @property
+    def permissions(self) -> Mapping[Role, Permission]: ...
+    @property
+    def notifications(self) -> Notifications: ...
+
+    def next_tier(self, level: int) -> int | None: ...
 
 
-def check_semantics(policy: Policy) -> list[str]:
+def check_semantics(policy: PolicyView) -> list[str]:
     """Whole-policy checks pydantic cannot express; each message starts with the place it is about."""
     problems: list[str] = []
     levels = {t.level for t in policy.tiers}
@@ -108,7 +142,7 @@ def _notification_problems(n: Notifications) -> list[str]:
     return problems
 
 
-def _escalation_cycles(policy: Policy, levels: set[int]) -> list[str]:
+def _escalation_cycles(policy: PolicyView, levels: set[int]) -> list[str]:
     problems = []
     for start in sorted(levels):
         seen = [start]
@@ -125,7 +159,7 @@ def _escalation_cycles(policy: Policy, levels: set[int]) -> list[str]:
     return problems
 
 
-def _ladder_problems(policy: Policy, clock: str, steps: list[LadderStep], levels: set[int]) -> list[str]:
+def _ladder_problems(policy: PolicyView, clock: str, steps: list[LadderStep], levels: set[int]) -> list[str]:
     problems: list[str] = []
     top = max(levels)
     ids: set[str] = set()
