@@ -10,9 +10,7 @@ nothing of its own.
 
 from __future__ import annotations
 
-from config.checks import (
-    check_semantics,
-)
+from config.checks import check_semantics
 from config.holiday_dates import (
     holiday_problems,
     holiday_years,
@@ -23,9 +21,7 @@ from config.loading import (
     load_policy_file,
     parse_policy,
 )
-from config.model import (
-    Policy,
-)
+from config.model import Policy
 from config.notification_schema import (
     EVENT_TYPES,
     TEMPLATE_PARTS,
@@ -71,9 +67,7 @@ from config.schema import (
     TierTargets,
     is_frozen,
 )
-from config.snapshots import (
-    policy_from_snapshot,
-)
+from config.snapshots import policy_from_snapshot
 
 __all__ = [
     "EVENT_TYPES",
