@@ -281,7 +281,11 @@ def test_key_rotation_keeps_old_tickets_readable_and_a_missing_key_reads_nothing
         stack.processes.remove(codec)
         stack.start("codec-server", suffix="-new-only")
         codec_args = ("--codec-endpoint", stack.codec, "--codec-auth", f"Bearer {CODEC_TOKEN}")
-        assert first_key("ROT-old", *codec_args) == old_id  # not decrypted
+        # Not decrypted: said in its place, with the reason (it came back sealed, looking like any payload).
+        sealed = json.loads(stack.show("ROT-old", *codec_args))
+        started = sealed["events"][0]["workflowExecutionStartedEventAttributes"]["input"]["payloads"][0]
+        shown = json.loads(base64.b64decode(started["data"]))
+        assert shown["undecryptable"] is True and old_id in shown["reason"] and "known keys" in shown["reason"]
         assert first_key("ROT-new", *codec_args) == ""  # decrypted: no key id left
         assert plain(stack.show_decoded("ROT-new")) == [EMAIL, NAME, SUBJECT]
     finally:
