@@ -1,4 +1,4 @@
-"""The Temporal side of a ticket: applies the decisions of `workflows/machine.py` and runs their effects.
+"""The Temporal side of a ticket: applies the decisions of `workflows/decisions.py` and runs their effects.
 
 Imported by `workflows/ticket.py` through the sandbox's passthrough, so it is loaded once per
 worker process, not once per ticket; `TicketEscalation` inherits the handlers defined here.
@@ -28,14 +28,15 @@ from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
-import workflows.machine as machine
+import workflows.decisions as decisions
 import workflows.recording as recording
 import workflows.search_attributes as sa
 import workflows.sla as sla
 import workflows.summary as summary
+import workflows.timers as timers
 from activities.models import DeliveryResult, LoadPolicyInput, PolicySnapshot, ReassignResult, StoreBatch, StoreResult
 from config.policy import Policy, policy_from_snapshot
-from workflows.machine import Action, Ctx, Decision, Delivery, Refusal, Undecodable
+from workflows.decision_types import Action, Ctx, Decision, Delivery, Input, Refusal, Tick, Undecodable
 from workflows.metrics import TicketMetrics
 from workflows.models import (
     ACTIONS,
@@ -55,7 +56,7 @@ from workflows.models import (
 from workflows.state import Carried, Notice, PolicyRef, TicketState
 
 # Each try of a notice is one activity attempt: the workflow itself retries with backoff, so an
-# undelivered notice is visible on the ticket while it waits (see machine.backoff).
+# undelivered notice is visible on the ticket while it waits (see outbox.backoff).
 DELIVERY_OPTIONS: dict[str, Any] = {
     "start_to_close_timeout": timedelta(seconds=15),
     "retry_policy": RetryPolicy(maximum_attempts=1),
@@ -227,7 +228,7 @@ class TicketRunner:
         # first waits every decision and effect takes the workflow's start time instead (`_now`).
         self._opening_at = started
         self._store_start()
-        self._apply(machine.open_ticket(self.policy, snapshot.version, self._ticket, self._ctx()))
+        self._apply(decisions.open_ticket(self.policy, snapshot.version, self._ticket, self._ctx()))
         if self._carried_refused is not None:
             self._timeline.append(
                 TimelineEvent(
@@ -246,16 +247,16 @@ class TicketRunner:
             )
         self._metrics.opened(self._ticket.channel, self.state)
 
-    def _decide(self, event: machine.Input) -> Decision:
+    def _decide(self, event: Input) -> Decision:
         if getattr(event, "input", None) == "action":
             # Time first: a deadline that passed before the action arrived (its timer's task not run
             # yet, or the ticket's first task late) is breached before the action is applied, so a
             # late first response still counts its breach and sends its notices.
             if self._timer_due():
-                self._apply(machine.decide(self.state, self.policy, self._ticket, machine.Tick(), self._ctx()))
+                self._apply(decisions.decide(self.state, self.policy, self._ticket, Tick(), self._ctx()))
             if self._store_wanted():
                 self._record_action(event)  # type: ignore[arg-type]
-        decision = machine.decide(self.state, self.policy, self._ticket, event, self._ctx())
+        decision = decisions.decide(self.state, self.policy, self._ticket, event, self._ctx())
         self._apply(decision)
         return decision
 
@@ -300,7 +301,7 @@ class TicketRunner:
     # ------------------------------------------------------------------ the loop's pieces
     def _next_due(self) -> tuple[datetime, str] | None:
         try:
-            due = machine.next_due(self.state, self.policy)
+            due = timers.next_due(self.state, self.policy)
         except Exception as exc:  # a bug in timing must not wedge the ticket: look again in an hour
             self._apply(
                 Decision(
@@ -325,7 +326,7 @@ class TicketRunner:
         return due
 
     def _timer_due(self) -> bool:
-        return machine.tick_due(self.state, self.policy, self._now())
+        return timers.tick_due(self.state, self.policy, self._now())
 
     def _waiting(self, notice: Notice) -> bool:
         return notice.status != "failed" and notice.key not in self._in_flight
@@ -628,7 +629,7 @@ class TicketRunner:
             self._metrics.refused(name, "payload", "update")
             raise _rejected(refusal, recorded=False)
         data = _decode(args)
-        parsed = machine.parse_action(name, data)
+        parsed = decisions.parse_action(name, data)
         if isinstance(parsed, Refusal):
             _log_action(self._ticket.ticket_id, Action(name, data), parsed)
             self._metrics.refused(name, parsed.field, "update")
@@ -696,7 +697,7 @@ def _split_key(update_id: str) -> tuple[str, str | None]:
 
     An update id may end with `#sha256:<16 hex>`, the fingerprint of the action's body (the API and
     the CLI send one with every idempotency key); the key is what comes before it, so the same key
-    with another body is refused instead of answered as applied (`machine.Action.digest`)."""
+    with another body is refused instead of answered as applied (`decision_types.Action.digest`)."""
     key, mark, digest = update_id.rpartition(DIGEST_MARK)
     if not mark or not key or len(digest) != 16 or digest.strip("0123456789abcdef"):
         return update_id, None

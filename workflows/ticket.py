@@ -9,8 +9,9 @@ Read top to bottom:
      timeline), once no handler and no delivery is in flight.
   4. Once resolved, its reopen window over and its notices settled, it returns its summary.
 
-What the ticket does in each state is `workflows/machine.py` (the table and the decision function,
-no Temporal in it); this file and `runner.py` only apply decisions and run effects. Kept small on
+What the ticket does in each state is `workflows/transitions.py` (the table) and
+`workflows/decisions.py` (the decision function), no Temporal in them; this file and `runner.py`
+only apply decisions and run effects. Kept small on
 purpose: the sandbox re-executes this module for every ticket.
 """
 
@@ -21,10 +22,11 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
-# By full name: `from workflows import machine` would load the module through the package's
+# By full name: `from workflows import timers` would load the module through the package's
 # attribute lookup, past the sandbox's passthrough, and so execute it again for every ticket.
 with workflow.unsafe.imports_passed_through():
-    import workflows.machine as machine
+    import workflows.timers as timers
+    from workflows.decision_types import Tick
     from workflows.models import WORKFLOW_TYPE, Ticket, TicketSummary
     from workflows.runner import TicketRunner
 
@@ -51,10 +53,10 @@ class TicketEscalation(TicketRunner):
         # Search attributes are published where the loop blocks, once all of a task's decisions are
         # in (`_wait`, and before each wait below): one upsert per workflow task at most.
         while True:
-            if machine.finished(self.state, self.policy, self._now()):
+            if timers.finished(self.state, self.policy, self._now()):
                 self._publish()
                 await workflow.wait_condition(self._settled)
-                if machine.finished(self.state, self.policy, workflow.now()):
+                if timers.finished(self.state, self.policy, workflow.now()):
                     # Not before its last events and its summary are in the record store.
                     if self._store_ready_to_finish():
                         self._publish()
@@ -76,4 +78,4 @@ class TicketEscalation(TicketRunner):
             await self._wait(self._next_due())
             self._woken = False
             if self._timer_due():
-                self._decide(machine.Tick())
+                self._decide(Tick())
