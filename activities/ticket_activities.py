@@ -21,9 +21,15 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from activities import channels, templates
+from activities import channels
 from activities.metrics import record_try, result_of
-from activities.models import (
+from activities.webhooks import sign_headers
+from config import templates
+from config.policy import ChannelKind, Endpoint, Policy, PolicyError, load_policy_file, resolve_holidays
+from config.settings import Settings
+from config.urls import endpoint_problems
+from workflows.digest import flood_workflow_id
+from workflows.messages import (
     AdmitInput,
     DeliverInput,
     DeliveryResult,
@@ -35,11 +41,6 @@ from activities.models import (
     ReassignInput,
     ReassignResult,
 )
-from activities.webhooks import sign_headers
-from config.policy import ChannelKind, Endpoint, Policy, PolicyError, load_policy_file, resolve_holidays
-from config.settings import Settings
-from config.urls import endpoint_problems
-from workflows.digest import flood_workflow_id
 from workflows.metrics import DESCRIPTIONS, POLICY_INVALID
 
 log = structlog.get_logger("activities")

@@ -18,7 +18,8 @@ app.add_typer(notify_app, name="notify")
 
 def render_preview(policy_path: Path, event_type: str, channel: str, link_base: str) -> dict[str, Any]:
     """The rendered notice as data: email `{headers, text, html, raw}`, chat `{payload}`."""
-    from activities import channels, templates
+    from activities import channels
+    from config import templates
     from config.policy import EVENT_TYPES, PolicyError, load_policy_file
 
     if event_type not in EVENT_TYPES:

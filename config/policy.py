@@ -22,6 +22,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from config.event_types import EVENT_TYPES as EVENT_TYPES
+from config.event_types import TEMPLATE_PARTS as TEMPLATE_PARTS
+
 # Validation context of a frozen policy read back from a ticket's history: decoded as data, not
 # judged again by today's rules (a check added later must not fail a ticket already running).
 FROZEN = {"frozen": True}
@@ -348,24 +351,6 @@ class ChannelKind(StrEnum):
 
 
 PEOPLE_CHANNELS = (ChannelKind.email, ChannelKind.slack, ChannelKind.teams)
-# Event types a template can be written for (`digest` is the flood-control summary).
-EVENT_TYPES = (
-    "sla.warning",
-    "sla.breached",
-    "ticket.escalated",
-    "ticket.reassigned",
-    "ticket.cc",
-    "ticket.resolved",
-    "ticket.reopened",
-    "ticket.self_service",
-    "approval.requested",
-    "digest",
-)
-TEMPLATE_PARTS: dict[str, tuple[str, ...]] = {
-    "email": ("subject", "text", "html"),
-    "slack": ("title", "text"),
-    "teams": ("title", "text"),
-}
 
 
 class Endpoint(Strict):
@@ -699,7 +684,7 @@ def load_policy_file(path: str | Path) -> Policy:
     policy = parse_policy(data, str(p))
     problems = holiday_problems(policy)
     if not problems:
-        from activities.templates import template_problems  # local import: keeps the sandbox light
+        from config.templates import template_problems  # local import: keeps the sandbox light
 
         problems = template_problems(policy)
     if problems:

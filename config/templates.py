@@ -26,7 +26,7 @@ from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
-from config.policy import EVENT_TYPES, TEMPLATE_PARTS
+from config.event_types import EVENT_TYPES, TEMPLATE_PARTS
 
 if TYPE_CHECKING:
     from config.policy import Policy
