@@ -193,7 +193,7 @@ class Settings(BaseSettings):
         """No address here nor in Temporal's own client configuration (TEMPORAL_ADDRESS, a profile)."""
         if self.temporal_address is not None:
             return False
-        from workers.connection import envconfig_profile
+        from config.temporal_profile import envconfig_profile
 
         return envconfig_profile(self.temporal_profile).address is None
 
@@ -201,7 +201,7 @@ class Settings(BaseSettings):
     def address(self) -> str:
         if self.temporal_address:
             return self.temporal_address
-        from workers.connection import envconfig_profile
+        from config.temporal_profile import envconfig_profile
 
         return envconfig_profile(self.temporal_profile).address or f"127.0.0.1:{self.dev_server_port}"
 

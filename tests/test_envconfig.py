@@ -9,7 +9,8 @@ import pytest
 from pydantic import SecretStr
 
 from config.settings import Settings
-from workers.connection import connect_options, envconfig_profile
+from config.temporal_profile import envconfig_profile
+from workers.connection import connect_options
 
 
 @pytest.fixture(autouse=True)

