@@ -21,12 +21,12 @@ import yaml
 
 import workflows.decisions as decisions
 import workflows.timers as timers
-from activities.models import LoadPolicyInput
 from activities.ticket_activities import TicketActivities
 from cli.simulate import SimEvent, run_simulation
 from config.policy import load_policy_file, policy_from_snapshot
 from config.settings import DEFAULT_POLICY, Settings
 from workflows.decision_types import Action, Ctx, Delivery, Input, Tick
+from workflows.messages import LoadPolicyInput
 from workflows.models import ACTIONS, Ticket, TimelineEvent
 
 FRIDAY = "2035-05-11T16:55:00+02:00"  # Whit Monday 2035 is 14 May

@@ -20,11 +20,11 @@ from pydantic import ValidationError
 
 import workflows.guards as guards
 import workflows.routing as routing
-from activities.models import Person
 from config.policy import Policy
 from workflows.decision_types import Action, Ctx, Decision, Delivery, Input, Refusal, Tick, Undecodable
 from workflows.draft import OPEN, SS, SYSTEM, Draft
 from workflows.guards import Rejected
+from workflows.messages import Person
 from workflows.models import ACTIONS, Actor, Message, RouteDecision, Ticket, TimelineEvent
 from workflows.outbox import notify, settle_delivery
 from workflows.state import MAX_KEYS, TicketState

@@ -29,7 +29,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     import workflows.metrics as metrics
-    from activities.models import (
+    from workflows.messages import (
         AdmitInput,
         DeliveryResult,
         DigestDeliverInput,

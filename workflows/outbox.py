@@ -12,10 +12,10 @@ from datetime import timedelta
 from typing import Any, Literal, cast
 
 import workflows.notices as notices
-from activities.models import Person
 from config.policy import Policy
 from workflows.decision_types import Delivery
 from workflows.draft import Draft
+from workflows.messages import Person
 from workflows.state import MAX_OUTBOX, Notice
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from activities.models import StoreBatch, StoredEvent, TicketRecord
+from workflows.messages import StoreBatch, StoredEvent, TicketRecord
 from workflows.models import Ticket, TimelineEvent
 from workflows.state import StoreCarry, TicketState
 

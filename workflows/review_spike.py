@@ -15,7 +15,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.review_models import (
+    from workflows.review_messages import (
         FindSpikesInput,
         FindSpikesResult,
         SendSpikeInput,

@@ -34,9 +34,9 @@ import workflows.search_attributes as sa
 import workflows.sla as sla
 import workflows.summary as summary
 import workflows.timers as timers
-from activities.models import DeliveryResult, LoadPolicyInput, PolicySnapshot, ReassignResult, StoreBatch, StoreResult
 from config.policy import Policy, policy_from_snapshot
 from workflows.decision_types import Action, Ctx, Decision, Delivery, Input, Refusal, Tick, Undecodable
+from workflows.messages import DeliveryResult, LoadPolicyInput, PolicySnapshot, ReassignResult, StoreBatch, StoreResult
 from workflows.metrics import TicketMetrics
 from workflows.models import (
     ACTIONS,

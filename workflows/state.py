@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from activities.models import DeliverInput, ReassignInput, StoredEvent
 from config.policy import Priority
+from workflows.messages import DeliverInput, ReassignInput, StoredEvent
 from workflows.models import Approval, ClockName, RouteDecision, State
 
 SCHEMA_VERSION = 1

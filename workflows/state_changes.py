@@ -14,9 +14,9 @@ import workflows.guards as guards
 import workflows.notices as notices
 import workflows.routing as routing
 import workflows.sla as sla
-from activities.models import ReassignInput
 from config.policy import Recipient
 from workflows.draft import OPEN, PENDING, RESOLVED, SS, SYSTEM, Draft
+from workflows.messages import ReassignInput
 from workflows.models import Actor, ClockName
 from workflows.outbox import enqueue, notify
 from workflows.state import MAX_VISITED, Notice
