@@ -4,15 +4,16 @@ Read top to bottom:
   1. `run` loads the policy (a local activity, so the version is frozen in history) and opens the
      ticket, then loops: start the outbox's due deliveries, sleep until the nearest SLA step, retry
      or action, and let the decision function handle whatever is due.
-  2. Agent actions arrive as signals or updates of the same name (handlers in `runner.py`).
+  2. Agent actions arrive as signals or updates of the same name (handlers in `ticket_handlers.py`).
   3. When history grows long, the ticket continues as new with its carried state (never the
      timeline), once no handler and no delivery is in flight.
   4. Once resolved, its reopen window over and its notices settled, it returns its summary.
 
 What the ticket does in each state is `workflows/transitions.py` (the table) and
-`workflows/decisions.py` (the decision function), no Temporal in them; this file and `runner.py`
-only apply decisions and run effects. Kept small on
-purpose: the sandbox re-executes this module for every ticket.
+`workflows/decisions.py` (the decision function), no Temporal in them. This file and the classes
+it builds on (`ticket_core.py`, `ticket_store_sync.py`, `ticket_effects.py`, `ticket_handlers.py`,
+with the views in `ticket_views.py`) only apply decisions and run effects. Kept small on purpose:
+the sandbox re-executes this module for every ticket.
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ with workflow.unsafe.imports_passed_through():
     import workflows.timers as timers
     from workflows.decision_types import Tick
     from workflows.models import WORKFLOW_TYPE, Ticket, TicketSummary
-    from workflows.runner import TicketRunner
+    from workflows.ticket_handlers import TicketHandlers
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
-class TicketEscalation(TicketRunner):
+class TicketEscalation(TicketHandlers):
     @workflow.init
     def __init__(self, ticket: Ticket | dict[str, Any], carried: Any = None) -> None:
         super().__init__(ticket, carried)
