@@ -21,7 +21,7 @@ from pydantic import ValidationError
 import workflows.guards as guards
 import workflows.routing as routing
 from config.policy import Policy
-from workflows.decision_types import Action, Ctx, Decision, Delivery, Input, Refusal, Tick, Undecodable
+from workflows.decision_types import Action, Ctx, Decision, Delivery, Input, Refusal, Undecodable
 from workflows.draft import OPEN, SS, SYSTEM, Draft
 from workflows.guards import Rejected
 from workflows.messages import Person
@@ -33,8 +33,6 @@ from workflows.timers import skip_due, tick
 from workflows.transitions import TABLE, TRANSITIONS
 
 REUSED_KEY = "this key was used for another body of this action; a retry must send the same body"
-
-__all__ = ["Action", "Ctx", "Decision", "Delivery", "Input", "Refusal", "Tick", "Undecodable"]
 
 
 def parse_action(name: str, data: Any) -> Message | Refusal:
