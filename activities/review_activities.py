@@ -12,7 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.channels import EndpointMissing, resolve_endpoint
-from activities.ticket_activities import BENIGN, _raise_for_status
+from activities.http_errors import BENIGN, raise_for_status
 from activities.webhooks import sign_headers
 from config.policy import ChannelKind, PolicyError, load_policy_file
 from config.settings import Settings
@@ -49,8 +49,8 @@ class ReviewActivities:
         return await asyncio.to_thread(self._find, request.now)
 
     def _find(self, now: datetime) -> FindSpikesResult:
-        from review.metrics import find_spikes
         from review.query import calendars_of, counts_from_store
+        from review.spikes import find_spikes
         from store.repository import shared_store
 
         s = self._settings
@@ -117,7 +117,7 @@ class ReviewActivities:
                     type="DeliveryFailed",
                     category=BENIGN,
                 ) from None
-            _raise_for_status(response, f"endpoint {name}")
+            raise_for_status(response, f"endpoint {name}")
             delivered.append(name)
         log.info("review.spike", department=request.department, day=str(request.day), endpoints=delivered)
         return SendSpikeResult(webhook_id=event.id, delivered_to=delivered)

@@ -3,7 +3,7 @@
 Thin adapters. Each is idempotent on a business key the workflow derives (the webhook-id for
 notifications, the idempotency key for reassignment), so a retry after a timeout never
 notifies twice at a receiver that drops duplicates. Errors are classified once, in
-`_raise_for_status`: 4xx (but 408/429) is final, everything else is retried by Temporal.
+`activities/http_errors.py`: 4xx (but 408/429) is final, everything else is retried by Temporal.
 """
 
 from __future__ import annotations
@@ -11,23 +11,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import aiosmtplib
 import httpx
 import structlog
 from temporalio import activity
-from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.exceptions import ApplicationError
 
 from activities import channels
+from activities.http_errors import BENIGN, raise_for_status
 from activities.metrics import record_try, result_of
+from activities.policy_file import PolicyFile, count_invalid_policy, freeze
 from activities.webhooks import sign_headers
 from config import templates
-from config.policy import ChannelKind, Endpoint, Policy, PolicyError, load_policy_file, resolve_holidays
+from config.policy import Policy
 from config.settings import Settings
-from config.urls import endpoint_problems
 from workflows.digest import flood_workflow_id
 from workflows.messages import (
     AdmitInput,
@@ -41,48 +41,8 @@ from workflows.messages import (
     ReassignInput,
     ReassignResult,
 )
-from workflows.metrics import DESCRIPTIONS, POLICY_INVALID
 
 log = structlog.get_logger("activities")
-# Expected failures (a receiver down, a 4xx): the workflow retries and shows them on the ticket;
-# benign keeps the SDK from logging a traceback for each try.
-BENIGN = ApplicationErrorCategory.BENIGN
-
-
-def _retry_after(response: httpx.Response) -> timedelta | None:
-    value = response.headers.get("retry-after", "")
-    return timedelta(seconds=int(value)) if value.isdigit() else None
-
-
-def _raise_for_status(response: httpx.Response, what: str) -> None:
-    code = response.status_code
-    if code < 400:
-        return
-    message = f"{what} answered HTTP {code}"
-    if code == 429:
-        raise ApplicationError(message, type="RateLimited", next_retry_delay=_retry_after(response), category=BENIGN)
-    if 400 <= code < 500 and code != 408:
-        raise ApplicationError(message, type="DeliveryRejected", non_retryable=True, category=BENIGN)
-    raise ApplicationError(message, type="DeliveryFailed", category=BENIGN)
-
-
-def _count_invalid_policy() -> None:
-    """The SDK's metric meter when called inside an activity; a no-op elsewhere (start-up)."""
-    with contextlib.suppress(RuntimeError):
-        activity.metric_meter().create_counter(POLICY_INVALID, DESCRIPTIONS[POLICY_INVALID]).add(1)
-
-
-def load_checked_policy(path: Path, settings: Settings) -> Policy:
-    """The policy file as the worker takes it: valid, and every endpoint URL it names allowed by
-    `ESCALATIONS_ALLOWED_ENDPOINT_HOSTS`. Raises `PolicyError` naming each problem."""
-    policy = load_policy_file(path)
-    problems = endpoint_problems(
-        [(f"notifications.endpoints.{e.name}.url", e.url) for e in policy.notifications.endpoints if e.url],
-        settings.endpoint_hosts,
-    )
-    if problems:
-        raise PolicyError(str(path), problems)
-    return policy
 
 
 class TicketActivities:
@@ -91,47 +51,16 @@ class TicketActivities:
     def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
         self._settings = settings
         self._http = http
-        self._file_key: tuple[str, int, int] | None = None
-        self._good: Policy | None = None
+        self._policy_file = PolicyFile(settings)
         self._snapshots: dict[tuple[str, int], PolicySnapshot] = {}
+
+    def _current_policy(self) -> Policy:
+        return self._policy_file.current()
 
     def prime(self) -> None:
         """Read the policy file once at start, so a file broken later still leaves a good one to keep."""
         with contextlib.suppress(ApplicationError):
             self._current_policy()
-
-    def _current_policy(self) -> Policy:
-        """The policy file as it is now, or the last good one if it has turned invalid.
-
-        Re-read only when the file changes (path, modification time, size). A file that fails to
-        load (half-written, invalid) never fails a ticket: the last good policy stays in force,
-        and the failure is logged and counted (`escalations_policy_invalid`) once per change.
-        """
-        path = self._settings.policy_path
-        try:
-            stat = path.stat()
-            key = (str(path), stat.st_mtime_ns, stat.st_size)
-        except OSError:
-            key = (str(path), 0, 0)
-        if key != self._file_key:
-            self._file_key = key
-            try:
-                policy = load_checked_policy(path, self._settings)
-                if self._good is None or policy.fingerprint() != self._good.fingerprint():
-                    log.info("policy.loaded", path=str(path), version=policy.version_label(path))
-                self._good = policy
-            except PolicyError as err:
-                _count_invalid_policy()
-                log.error(
-                    "policy.invalid",
-                    path=str(path),
-                    problems=err.problems,
-                    kept=self._good.version_label(path) if self._good else None,
-                )
-        if self._good is None:
-            # Retried by Temporal without limit: the ticket waits for a valid file, it does not fail.
-            raise ApplicationError(f"no valid policy at {path} yet; fix the file", type="PolicyInvalid")
-        return self._good
 
     @activity.defn(name="load_policy")
     async def load_policy(self, request: LoadPolicyInput) -> PolicySnapshot:
@@ -143,35 +72,15 @@ class TicketActivities:
         except ApplicationError:
             # No valid policy at all (the file was never valid under this worker): the new ticket
             # waits, retried without limit. Counted on every try, so the alert stays on meanwhile.
-            _count_invalid_policy()
+            count_invalid_policy()
             raise
         cache_key = (policy.fingerprint(), request.opened_at.year)
         snapshot = self._snapshots.get(cache_key)
         if snapshot is None:
             if len(self._snapshots) > 16:
                 self._snapshots.clear()
-            snapshot = self._snapshots[cache_key] = self._freeze(policy, request.opened_at.year)
+            snapshot = self._snapshots[cache_key] = freeze(policy, self._settings, request.opened_at.year)
         return snapshot
-
-    def _freeze(self, policy: Policy, year: int) -> PolicySnapshot:
-        version = policy.version_label(self._settings.policy_path)  # of the file, as `policy check` prints it
-        policy = resolve_holidays(policy, range(year - 1, year + 3))
-        # Endpoints by name only: a URL (or `WEBHOOK_URL`) is looked up again at delivery, never frozen.
-        endpoints = [e.model_copy(update={"url": None}) for e in policy.notifications.endpoints]
-        if self._settings.webhook_url:
-            endpoints = [e for e in endpoints if e.channel != ChannelKind.webhook]
-            endpoints.insert(0, Endpoint(name="settings"))
-        policy = policy.model_copy(
-            update={"notifications": policy.notifications.model_copy(update={"endpoints": endpoints})}
-        )
-        fingerprint = policy.fingerprint()
-        return PolicySnapshot(
-            version=version,
-            fingerprint=fingerprint,
-            source=self._settings.policy_path.name,
-            document=policy.model_dump(mode="json"),
-            store_events=self._settings.store_events,
-        )
 
     # ------------------------------------------------------------------ channels
     def _policy_or_none(self) -> Policy | None:
@@ -266,7 +175,7 @@ class TicketActivities:
             raise ApplicationError(
                 f"endpoint {target.name} unreachable: {type(exc).__name__}", type="DeliveryFailed", category=BENIGN
             ) from None
-        _raise_for_status(response, f"endpoint {target.name}")
+        raise_for_status(response, f"endpoint {target.name}")
         return response.status_code
 
     async def _hand_to_flood_control(self, request: DeliverInput) -> str:
@@ -363,7 +272,7 @@ class TicketActivities:
         bound.info(
             "webhook.delivered" if response.status_code < 400 else "webhook.refused", status_code=response.status_code
         )
-        _raise_for_status(response, f"endpoint {request.endpoint.name}")
+        raise_for_status(response, f"endpoint {request.endpoint.name}")
         return DeliveryResult(
             webhook_id=event.id,
             endpoint=request.endpoint.name,
@@ -443,10 +352,9 @@ class TicketActivities:
                 f"helpdesk unreachable: {type(exc).__name__}", type="DeliveryFailed", category=BENIGN
             ) from None
         record_try("helpdesk", result_of(response.status_code), started)
-        _raise_for_status(response, "helpdesk")
+        raise_for_status(response, "helpdesk")
         bound.info("helpdesk.reassigned", queue=request.queue, agent=request.agent)
         return ReassignResult(outcome="applied", detail=f"HTTP {response.status_code}")
 
     def all(self) -> list[object]:
         return [self.load_policy, self.notify, self.cc_department_heads, self.reassign, self.send_digest]
-

@@ -38,7 +38,7 @@ class CallerRole(StrEnum):
     auditor = "auditor"
 
 
-# Who each kind of route serves (README "Authentication" has the table).
+# Who each kind of route serves (the README and docs/api.md have the table).
 SYSTEM = frozenset({CallerRole.system})  # opening tickets, customer-side actions
 READERS = frozenset({CallerRole.agent, CallerRole.lead, CallerRole.manager, CallerRole.auditor})
 REVIEWERS = frozenset({CallerRole.lead, CallerRole.manager, CallerRole.auditor})  # review, full exports
@@ -167,7 +167,7 @@ def requires(roles: Iterable[CallerRole]) -> Callable[..., Caller]:
                 403, f"key {caller.name!r} (roles {have}) may not use this route; it serves {', '.join(sorted(served))}"
             )
         # Dependencies run before the body is validated: a 422 handler that finds the caller here
-        # knows the request came with a key that serves the route (`api/server.py` records such
+        # knows the request came with a key that serves the route (`api/routes/actions.py` records such
         # refusals on the ticket; an unauthenticated request must never write on a ticket).
         request.state.caller = caller
         return caller

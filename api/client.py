@@ -48,7 +48,7 @@ from workflows.summary import static_summary
 Q = TypeVar("Q")
 
 
-def _actor_of(payload: Any) -> Actor | None:
+def actor_of(payload: Any) -> Actor | None:
     """The actor a payload names, when it names a valid one (a refused payload may not)."""
     raw = getattr(payload, "actor", None) if not isinstance(payload, dict) else payload.get("actor")
     if isinstance(raw, Actor):
@@ -184,7 +184,7 @@ class TicketClient:
             first = err.errors()[0]
             place = ".".join(str(p) for p in first["loc"]) or "payload"
             await self.report_refusal(
-                ticket_id, action, place, first["msg"], _actor_of(payload), via="client", update_id=update_id
+                ticket_id, action, place, first["msg"], actor_of(payload), via="client", update_id=update_id
             )
             raise
         try:
@@ -232,7 +232,7 @@ class TicketClient:
                         action,
                         str(details.get("field") or "payload"),
                         str(details.get("reason") or cause.message),
-                        _actor_of(body),
+                        actor_of(body),
                         via="update",
                         update_id=update_id,
                     )

@@ -4,7 +4,7 @@ FastAPI's default pages load Swagger UI, ReDoc and their fonts from a CDN, so `/
 a machine without internet. The same pages here load the assets installed with the project (the
 `fastapi-offline` wheel ships Swagger UI's and ReDoc's release files) from `/docs-assets/`. The
 security schemes below put an "Authorize" button on the page and the API-key schemes in the
-OpenAPI document; `api.server.authenticate` reads them.
+OpenAPI document; `api.auth.authenticate` reads them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
 ASSETS_URL = "/docs-assets"
-PUBLIC_PATHS = ("/docs", "/redoc", "/openapi.json", ASSETS_URL)
 
 API_KEY_SCHEME = APIKeyHeader(
     name="X-API-Key",

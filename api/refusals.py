@@ -4,7 +4,7 @@ A malformed action body (`POST /tickets/{id}/{action}`, or the payload of a veri
 `ticket.action` webhook) is refused with 422 before the ticket sees it, so nothing of it reaches
 the ticket's history. Like the CLI and the Python client (`TicketClient.report_refusal`), the API
 then tells the ticket with the `record_refusal` signal (`via: api`), and the ticket records a
-`refused` row with the field and the reason (README, Auditing). Rules:
+`refused` row with the field and the reason (docs/auditing.md). Rules:
 
 - only for a caller whose key serves the route (`api.auth.requires` leaves it on the request
   before the body is validated), or a webhook whose signature verified: an unauthenticated
@@ -68,11 +68,6 @@ class EdgeRefusals:
                 self._tickets.report_refusal(ticket_id, action, field, reason, actor, via="api"), self._timeout
             )
         return False
-
-    async def drain(self) -> None:
-        """Wait for the reports in flight (tests; a stopping process may simply drop them)."""
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
 
 
 def field_and_reason(errors: list[dict[str, Any]], prefix: Iterable[str | int] = ("body",)) -> tuple[str, str]:

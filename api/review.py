@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api.auth import PUBLIC, REVIEWERS, Caller, declared, requires
 from config.settings import Settings
-from review.metrics import Review
+from review.aggregate import Review
 from review.render import PeriodError, period, to_csv
 
 log = structlog.get_logger("api")
@@ -72,7 +72,7 @@ def add_review_routes(app: FastAPI, settings: Settings) -> None:
         by: GroupByParam = GroupByParam.none,
         format: Literal["json", "csv"] = "json",
     ) -> Any:
-        """Review metrics of the tickets opened in the period, grouped (see README 'Review metrics')."""
+        """Review metrics of the tickets opened in the period, grouped (see docs/review.md)."""
         now = datetime.now(UTC)
         try:
             start, end = period(since, until, now)

@@ -2,9 +2,13 @@
 
 Commands live in their own modules (`cli/tickets.py`, `cli/ops.py`, ...) and register themselves
 on `app` (or a sub-app such as `policy_app`) with a decorator; `cli/main.py` imports those modules
-and runs the app. How to add a command: README, "Command line".
+and runs the app. Adding a command: a function in its own module under `cli/`, decorated with
+`@app.command()` (or a sub-app's), its module named in `COMMAND_MODULES` in `cli/main.py`; it raises
+`bad_input` / `refused` / `not_found` / `unreachable` (or `CliError`) rather than printing errors,
+wraps calls about one ticket in `about_ticket(ticket_id)`, takes `as_json: JsonOption` and prints
+with `emit()` or `table()`.
 
-Exit codes (README, "Command line"): 0 ok; 1 Temporal unreachable (or the service cannot start);
+Exit codes (README, "Command line and exit codes"): 0 ok; 1 Temporal unreachable (or the service cannot start);
 2 bad input, including a missing file; 3 refused by the ticket; 4 no such ticket. Every error is
 one line on stderr, `error: ...`; no traceback reaches a person.
 """

@@ -1,7 +1,7 @@
 """`escalations`: run the service, drive tickets, check policies, audit and replay.
 
 The Typer app, exit codes and output helpers are in `cli/app.py`; each module below registers its
-commands on import. `main` turns every error into one line and an exit code (README, "Command line").
+commands on import. `main` turns every error into one line and an exit code (README, "Command line and exit codes").
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import json
 import os
 import re
 import sys
-from typing import Any
 
 import typer
 
@@ -25,13 +24,6 @@ for _module in COMMAND_MODULES:
     importlib.import_module(_module)
 
 BROKEN_PIPE = 141  # 128 + SIGPIPE, as a Unix tool killed by a closed pipe
-
-
-def _read_json(value: str) -> Any:
-    """Kept for callers of the argparse era; use `cli.app.read_json`."""
-    from cli.app import read_json
-
-    return read_json(value, "input")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +74,9 @@ def _unexpected(err: Exception) -> int:
         where = f" at {found.group(1)}" if found else ""
         return _fail(f"cannot reach Temporal{where} ({why})", ExitCode.UNREACHABLE)
     if isinstance(err, FileNotFoundError):
-        return _fail(f"no such file: {err.filename}", ExitCode.BAD_INPUT)
+        # A file named by the user has a filename; a missing program (the embedded server's binary)
+        # raises with a message of its own that says what to install.
+        return _fail(f"no such file: {err.filename}" if err.filename else str(err), ExitCode.BAD_INPUT)
     if os.environ.get("ESCALATIONS_DEBUG"):
         raise err
     return _fail(f"{type(err).__name__}: {err} (set ESCALATIONS_DEBUG=1 for the traceback)", ExitCode.UNREACHABLE)

@@ -64,7 +64,7 @@ def review(
     format: Annotated[Literal["table", "csv", "json"], typer.Option(help="Output format.")] = "table",
     as_json: JsonOption = False,
 ) -> None:
-    """Review metrics of the tickets opened in a period, from the record store (README 'Review metrics').
+    """Review metrics of the tickets opened in a period, from the record store (docs/review.md).
 
     Example: escalations review --since 30d --by department --format csv
     """

@@ -5,6 +5,7 @@ The logic lives in `workers/main.py` (processes) and `workers/codec.py` (keys); 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -106,8 +107,9 @@ def codec_key(
         if as_json:
             print_json({"key_id": entry.partition(":")[0], "entry": entry, "setting": "ESCALATIONS_CODEC_KEYS"})
             return
-        print(entry)
-        print("add it in front of ESCALATIONS_CODEC_KEYS (comma-separated; keep the old keys after it)")
+        print(entry)  # stdout holds the entry alone, so that KEY=$(escalations codec-key) captures it
+        hint = "add it in front of ESCALATIONS_CODEC_KEYS (comma-separated; keep the old keys after it)"
+        print(hint, file=sys.stderr)
         return
     try:
         path, ring = rotate_configured_key_file(settings())

@@ -32,7 +32,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker, WorkflowInstance, WorkflowInstanceDetails, WorkflowRunner
 
 from activities.ticket_activities import TicketActivities
-from api.export import _as_duration, normalize_entry
+from api.export import as_duration, normalize_entry
 from config.policy import PolicyError, load_policy_file
 from config.settings import Settings
 from workers.connection import binary, register_search_attributes
@@ -67,7 +67,7 @@ def _describe(kind: str, detail: dict[str, Any], zone: ZoneInfo) -> str:
         return _local(datetime.fromisoformat(raw), zone) if raw else "-"
 
     def target() -> str:
-        return _as_duration(str(detail.get("target"))) or str(detail.get("target"))
+        return as_duration(str(detail.get("target"))) or str(detail.get("target"))
 
     if kind == "sla_started":
         return f"{detail['clock']} clock starts: target {target()}, deadline {when('deadline')}"

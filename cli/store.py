@@ -1,4 +1,4 @@
-"""`escalations store migrate|status`: the ticket record store's schema (see README, Record store)."""
+"""`escalations store migrate|status`: the ticket record store's schema (see docs/record-store.md)."""
 
 from __future__ import annotations
 

@@ -164,11 +164,11 @@ def status(ticket_id: TicketId, as_json: JsonOption = False) -> None:
 
 async def _report_refusal(ticket_id: str, action: str, data: Any, reason: str) -> None:
     """Tell the ticket about an action refused here, before it could see it (a `refused` row)."""
-    from api.client import _actor_of
+    from api.client import actor_of
 
     async def report() -> None:
         tickets = await ticket_client(settings())
-        await tickets.report_refusal(ticket_id, action, "payload", reason, _actor_of(data), via="cli")
+        await tickets.report_refusal(ticket_id, action, "payload", reason, actor_of(data), via="cli")
 
     # Bounded: a bad input must not wait long on an unreachable server. Any failure (CliError, a
     # timeout) is dropped: the refusal itself is what the caller is told.

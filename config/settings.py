@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     task_queue: str = "escalations"
     workflow_sandbox: bool = Field(
         default=True,
-        description="run workflows in Temporal's sandbox (guards determinism); off: ~1.5x tickets/s, see README",
+        description="run workflows in Temporal's sandbox (guards determinism); off: faster, see docs/benchmarks.md",
     )
 
     # Embedded dev server.
@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     api_port: int = 8000
     api_keys: str = Field(
         default="",
-        description="comma-separated name:sha256hex:role|role entries, see README 'Authentication'",
+        description="comma-separated name:sha256hex:role|role entries, see docs/api.md",
     )
     inbound_webhook_secret: SecretStr | None = None
     inbound_webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
@@ -145,7 +145,7 @@ class Settings(BaseSettings):
         default="", description="comma-separated origins (the Temporal UI's); embedded: the dev server's UI"
     )
 
-    # Review: the spike check (README 'Review metrics').
+    # Review: the spike check (docs/review.md).
     review_spike_check: bool = Field(default=True, description="run the review.spike watch in the worker")
     review_spike_interval_minutes: float = Field(default=15, gt=0, description="how often the spike check runs")
     review_spike_baseline_days: int = Field(default=28, ge=7, le=365, description="the normal band's window")

@@ -1,39 +1,36 @@
-"""Notice templates: one per event type and channel, overridable by the policy, in sandboxed Jinja2.
+"""Notice templates: one per event type and channel, overridable by the policy.
 
-A template sees plain data only (the event, the ticket's link, the recipient), never Python objects
-with methods worth calling. The environment is Jinja2's `SandboxedEnvironment` with limits against
-accidents and mischief in a policy: `range` and loops share a budget of iterations per render,
-string growth (`~`, `*`, `+`, `%`, widening filters and methods) is refused beyond `MAX_OUTPUT`,
-the output is cut off at `MAX_OUTPUT`, and a render taking longer than `RENDER_SECONDS` is stopped.
-A template that breaks a limit fails like any other template error: naming the template and line.
-
-`template_problems(policy)` renders every template of the policy and the built-ins with a sample
-ticket; `policy check` and the worker's policy loading refuse a policy with a failing template.
+The built-in templates, which template stands for a part (the policy's, else the built-in),
+rendering a notice's parts, the plain-data contexts a template sees, and `template_problems`,
+which `policy check` and the worker's policy loading run on every template with a sample ticket.
+Rendering itself, with its limits, is `config/template_sandbox.py`.
 """
 
 from __future__ import annotations
 
-import contextvars
-import ctypes
-import threading
-import traceback
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import FunctionLoader, StrictUndefined, TemplateError, TemplateSyntaxError, nodes
-from jinja2.compiler import CodeGenerator, Frame
-from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
-
-from config.event_types import EVENT_TYPES, TEMPLATE_PARTS
+from config.notification_schema import EVENT_TYPES, TEMPLATE_PARTS
+from config.template_sandbox import TemplateFailure, TemplateLimit, render_one
 
 if TYPE_CHECKING:
-    from config.policy import Policy
+    from config.model import Policy
 
-MAX_OUTPUT = 256 * 1024  # characters per rendered part
-MAX_ITERATIONS = 20_000  # loop items per render, all loops together
-RENDER_SECONDS = 2.0
+__all__ = [
+    "BUILTIN",
+    "ONE_LINE_MAX",
+    "TITLES",
+    "TemplateFailure",
+    "TemplateLimit",
+    "digest_context",
+    "event_context",
+    "render",
+    "sample_context",
+    "sample_event",
+    "template_problems",
+]
+
 ONE_LINE_MAX = 250  # subject and title: one line, cut
 
 TITLES = {
@@ -125,141 +122,6 @@ BUILTIN: dict[str, dict[str, dict[str, str]]] = {
 }
 
 
-class TemplateLimit(SecurityError):
-    """A sandbox limit was hit (size, iterations, time)."""
-
-
-class TemplateFailure(Exception):
-    """A template that cannot be rendered: `name` and `line` say where."""
-
-    def __init__(self, name: str, line: int | None, message: str) -> None:
-        self.name, self.line, self.message = name, line, message
-        where = f"{name}, line {line}" if line else name
-        super().__init__(f"{where}: {message}")
-
-
-# ---------------------------------------------------------------------- the sandbox
-_budget: contextvars.ContextVar[list[int]] = contextvars.ContextVar("template_budget")
-_WIDENING = frozenset({"format", "format_map", "center", "ljust", "rjust", "zfill", "expandtabs", "replace", "join"})
-
-
-def _spend(n: int) -> None:
-    budget = _budget.get(None)
-    if budget is None:
-        return
-    budget[0] -= n
-    if budget[0] < 0:
-        raise TemplateLimit(f"more than {MAX_ITERATIONS} loop iterations")
-
-
-def _checked(value: Any) -> Any:
-    if isinstance(value, str | list | tuple) and len(value) > MAX_OUTPUT:
-        raise TemplateLimit(f"a value longer than {MAX_OUTPUT} characters")
-    return value
-
-
-def _bounded_range(*args: int) -> range:
-    r = range(*args)
-    if len(r) > MAX_ITERATIONS:
-        raise TemplateLimit(f"range of more than {MAX_ITERATIONS} items")
-    return r
-
-
-class _Generator(CodeGenerator):
-    """Jinja2's code generator, with every `~` concatenation size-checked."""
-
-    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
-        self.write("environment.checked(")
-        super().visit_Concat(node, frame)
-        self.write(")")
-
-
-def _budgeted(iterable: Any) -> Iterator[Any]:
-    for item in iterable:
-        _spend(1)
-        yield item
-
-
-class _Sandbox(SandboxedEnvironment):
-    code_generator_class = _Generator
-    intercepted_binops = frozenset({"*", "**", "+", "%"})
-
-    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
-        # Every loop draws on the render's iteration budget, whatever it iterates over.
-        tree = super()._parse(source, name, filename)
-        for loop in tree.find_all(nodes.For):
-            loop.iter = nodes.Filter(loop.iter, "budgeted", [], [], None, None, lineno=loop.lineno)
-        return tree
-
-    def checked(self, value: Any) -> Any:
-        return _checked(value)
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
-            raise TemplateLimit("exponent above 64")
-        if operator == "*" and isinstance(right, int) and isinstance(left, str | list | tuple):
-            _checked(range(len(left) * max(right, 0)))
-        if operator == "*" and isinstance(left, int) and isinstance(right, str | list | tuple):
-            _checked(range(len(right) * max(left, 0)))
-        if operator == "%" and isinstance(left, str):
-            raise TemplateLimit("%-formatting of strings is not allowed in templates")
-        return _checked(super().call_binop(context, operator, left, right))
-
-    def wrap_str_format(self, value: Any) -> None:
-        return None  # str.format and format_map are refused (is_safe_attribute), not wrapped
-
-    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
-        if isinstance(obj, str) and attr in _WIDENING:
-            return False
-        return bool(super().is_safe_attribute(obj, attr, value))
-
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(getattr(__obj, "__self__", None), str) and getattr(__obj, "__name__", "") in _WIDENING:
-            raise TemplateLimit(f"str.{__obj.__name__} is not allowed in templates")
-        return _checked(SandboxedEnvironment.call(__self, __context, __obj, *args, **kwargs))
-
-
-def _limited_filter(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        numbers = [a for a in [*args[1:], *kwargs.values()] if isinstance(a, int) and not isinstance(a, bool)]
-        if any(n > 1000 for n in numbers):
-            raise TemplateLimit(f"filter {name}: an argument above 1000")
-        return _checked(original(*args, **kwargs))
-
-    return wrapper
-
-
-_SOURCES: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("template_sources")
-
-
-def _load(name: str) -> tuple[str, str, Callable[[], bool]] | None:
-    source = _SOURCES.get({}).get(name)
-    if source is None:
-        return None
-    # Compiled once and cached while the source under this name stays the same.
-    return source, name, lambda: _SOURCES.get({}).get(name) == source
-
-
-def _environment() -> _Sandbox:
-    env = _Sandbox(
-        loader=FunctionLoader(_load),
-        undefined=StrictUndefined,
-        autoescape=lambda name: bool(name and name.endswith(".html")),
-        auto_reload=True,  # a cached template is used while its source is unchanged (`_load`)
-        cache_size=400,
-        keep_trailing_newline=True,
-    )
-    env.globals["range"] = _bounded_range
-    env.filters["budgeted"] = _budgeted
-    for name in ("center", "indent", "wordwrap", "truncate", "format", "replace", "join", "batch", "slice"):
-        env.filters[name] = _limited_filter(name, env.filters[name])
-    return env
-
-
-_ENV = _environment()
-
-
-# ---------------------------------------------------------------------- rendering
 def _source(
     overrides: dict[str, dict[str, dict[str, str]]], channel: str, event_type: str, part: str
 ) -> tuple[str, str]:
@@ -279,58 +141,6 @@ def _source(
     raise KeyError(f"no template for {channel}/{event_type}/{part}")
 
 
-def _line_of(exc: BaseException, name: str) -> int | None:
-    if isinstance(exc, TemplateSyntaxError):
-        return exc.lineno
-    line = None
-    for frame in traceback.extract_tb(exc.__traceback__):
-        if frame.filename == name:
-            line = frame.lineno
-    return line
-
-
-def _render_one(name: str, source: str, context: dict[str, Any]) -> str:
-    sources = {name: source}
-
-    def work() -> str:
-        _SOURCES.set(sources)
-        _budget.set([MAX_ITERATIONS])
-        template = _ENV.get_template(name)
-        out: list[str] = []
-        size = 0
-        for chunk in template.generate(context):
-            size += len(chunk)
-            if size > MAX_OUTPUT:
-                raise TemplateLimit(f"output longer than {MAX_OUTPUT} characters")
-            out.append(chunk)
-        return "".join(out)
-
-    result: dict[str, Any] = {}
-
-    def runner() -> None:
-        try:
-            result["ok"] = contextvars.Context().run(work)
-        except BaseException as exc:
-            result["error"] = exc
-
-    thread = threading.Thread(target=runner, name=f"render {name}", daemon=True)
-    thread.start()
-    thread.join(RENDER_SECONDS)
-    if thread.is_alive():
-        # Stop a runaway loop: raise in the rendering thread at its next bytecode.
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident or 0), ctypes.py_object(TemplateLimit))
-        thread.join(1.0)
-        raise TemplateFailure(name, None, f"took longer than {RENDER_SECONDS:g} s (stopped)")
-    error = result.get("error")
-    if error is not None:
-        if isinstance(error, TemplateSyntaxError):
-            raise TemplateFailure(name, error.lineno, f"syntax error: {error.message}")
-        if isinstance(error, TemplateError | TypeError | ValueError | ArithmeticError | AttributeError | LookupError):
-            raise TemplateFailure(name, _line_of(error, name), f"{type(error).__name__}: {error}"[:300])
-        raise TemplateFailure(name, _line_of(error, name), f"{type(error).__name__}: {error}"[:300])
-    return str(result["ok"])
-
-
 def render(
     overrides: dict[str, dict[str, dict[str, str]]], channel: str, event_type: str, context: dict[str, Any]
 ) -> dict[str, str]:
@@ -338,7 +148,7 @@ def render(
     parts: dict[str, str] = {}
     for part in TEMPLATE_PARTS[channel]:
         name, source = _source(overrides, channel, event_type, part)
-        text = _render_one(name, source, context)
+        text = render_one(name, source, context)
         if part in ("subject", "title"):
             text = " ".join(text.split())[:ONE_LINE_MAX]
         parts[part] = text
@@ -451,7 +261,7 @@ def template_problems(policy: Policy) -> list[str]:
                     continue
                 seen.add(name)
                 try:
-                    _render_one(name, source, sample_context(channel, event_type))
+                    render_one(name, source, sample_context(channel, event_type))
                 except TemplateFailure as failure:
                     problems.append(str(failure))
     return problems

@@ -1,7 +1,7 @@
-"""Temporal's own client configuration (environment variables and the TOML profile file).
+"""Temporal's own client configuration (`temporalio.envconfig`), read once per profile.
 
-Read by the settings (whether a Temporal address is configured at all) and by the connection code
-(`workers/connection.py`); kept in `config` so that the settings need nothing from the workers.
+In config because the settings need it to decide where Temporal is (`Settings.address`,
+`Settings.embedded`); the worker's connection (`workers/connection.py`) builds on it.
 """
 
 from __future__ import annotations

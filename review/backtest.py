@@ -36,7 +36,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from config.policy import Calendar, load_policy_file
-from review.metrics import Business, EventRow, TicketFacts, derive, review
+from review.aggregate import review
+from review.derive import Business, derive
+from review.rows import EventRow, TicketFacts
 from store.models import EventRow as StoredEventRow
 from store.models import TicketRow
 from store.repository import Store

@@ -16,7 +16,9 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from config.policy import Calendar, PolicyError, load_policy_file
-from review.metrics import EventRow, Review, TicketFacts, daily_counts, review
+from review.aggregate import Review, review
+from review.rows import EventRow, TicketFacts
+from review.spikes import daily_counts
 from store.models import EventRow as StoredEventRow
 from store.models import TicketRow
 from store.repository import Store

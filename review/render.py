@@ -8,7 +8,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from review.metrics import GroupMetrics, Review
+from review.aggregate import GroupMetrics, Review
 
 MAX_PERIOD = timedelta(days=366)
 _RELATIVE = re.compile(r"^(\d{1,4})([hdw])$")
@@ -139,7 +139,7 @@ def to_table(review: Review) -> str:
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     out = [
         f"Review of tickets opened {review.since:%Y-%m-%d %H:%M} to {review.until:%Y-%m-%d %H:%M} UTC "
-        "(durations in business time; see README 'Review metrics')",
+        "(durations in business time; see docs/review.md)",
         "",
     ]
     for i, row in enumerate(lines):

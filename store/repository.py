@@ -39,10 +39,6 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _LIMITS = {"kind": 100, "actor": 300, "rule": 300, "clock": 32, "department": 200, "policy_version": 200}
 
 
-def sqlite_url(path: Path) -> str:
-    return f"sqlite:///{path}"
-
-
 def _clean_str(value: str) -> str:
     """PostgreSQL refuses NUL characters and unpaired surrogates in text and JSON: replace them."""
     if "\x00" in value:

@@ -1,4 +1,4 @@
-"""The audit timeline read back from the store, in the export's entry format (`api/export.py`)."""
+"""The audit timeline read back from the store, in the export's entry format (`api/export/`)."""
 
 from __future__ import annotations
 

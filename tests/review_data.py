@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from review.metrics import EventRow, TicketFacts
+from review.rows import EventRow, TicketFacts
 
 DEPARTMENTS = ("billing", "support", "technical")
 CHANNELS = ("email", "chat", "web")

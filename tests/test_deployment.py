@@ -1,4 +1,4 @@
-"""The deployment files, checked without a Docker engine (these machines have none).
+"""The deployment files, checked without a Docker engine (the test suite starts no containers).
 
 - `docker-compose.yml` validates against the Compose specification's JSON schema (vendored in
   `tests/compose/compose-spec.json`: compose-spec/compose-spec `schema/compose-spec.json` as of its commit
@@ -9,7 +9,7 @@
   attributes; images are pinned; no `${VAR:-}` empty default can silently misroute a notice.
 - `requirements.lock` pins every runtime dependency of `pyproject.toml`, with hashes, and not the Temporal
   CLI binary (the image does not ship a dev server).
-What this cannot show: that the images pull and the stack starts; README, "Production", says so.
+What this cannot show: that the images pull and the stack starts; docs/operations.md, "Production", says so.
 """
 
 from __future__ import annotations

@@ -244,8 +244,6 @@ async def test_database_down_at_the_final_write_the_ticket_answers_and_then_comp
 ) -> None:
     from temporalio.client import WorkflowExecutionStatus
 
-    from store.repository import Store
-
     url = postgres.new_database()
     async with make_harness(dev_env, receiver, fast_policy("PT1H"), store_url=url) as h:
         t = ticket()
@@ -269,9 +267,16 @@ async def test_database_down_at_the_final_write_the_ticket_answers_and_then_comp
     assert summary["final_state"] == "resolved"
     assert answered_in < 5, f"a status query took {answered_in:.1f} s while the final write retried"
     await replay(dev_env.client, workflow_id_for(t.ticket_id))
+    assert_stored_once(url, t.ticket_id, timeline)
+
+
+def assert_stored_once(url: str, ticket_id: str, timeline: Any) -> None:
+    """The closed ticket's record holds every timeline event exactly once, in the timeline's order."""
+    from store.repository import Store
+
     store = Store(url)
     try:
-        life = store.life(t.ticket_id)
+        life = store.life(ticket_id)
         assert life is not None and life.ticket.closed_at is not None and life.ticket.summary is not None
         rows = store.events([life.ticket.life_id])
         assert [e.seq for e in rows] == list(range(life.ticket.events_stored))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,9 @@ def problems_of(mutate: Any) -> list[str]:
 
 
 def test_shipped_policies_are_valid() -> None:
-    for path in sorted((DEFAULT_POLICY.parent).glob("*.yaml")):
+    paths = sorted((DEFAULT_POLICY.parent).glob("*.yaml"))
+    assert DEFAULT_POLICY in paths, paths
+    for path in paths:
         load_policy_file(path)
 
 
@@ -131,3 +134,28 @@ def test_file_errors(tmp_path: Path) -> None:
         load_policy_file(bad)
     with pytest.raises(PolicyError, match="cannot read file"):
         load_policy_file(tmp_path / "missing.yaml")
+
+
+def test_country_holidays_are_checked_for_the_years_a_ticket_opened_today_carries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import holidays
+
+    from config.holiday_dates import holiday_problems, holiday_years
+
+    policy = parse_policy(copy.deepcopy(BASE), "test")
+    asked: list[list[int]] = []
+    real = holidays.country_holidays
+
+    def only_until_2027(country: str, subdiv: str | None = None, years: list[int] | None = None) -> Any:
+        asked.append(list(years or []))
+        if any(year > 2027 for year in years or []):
+            raise NotImplementedError("no data after 2027")
+        return real(country, subdiv=subdiv, years=years)
+
+    monkeypatch.setattr(holidays, "country_holidays", only_until_2027)
+    assert holiday_problems(policy, today=date(2025, 6, 1)) == []
+    assert asked[-1] == list(holiday_years(2025)) == [2024, 2025, 2026, 2027]
+    # Next year, a ticket would carry 2028: refused at load, not when the ticket freezes its policy.
+    found = holiday_problems(policy, today=date(2026, 1, 2))
+    assert found and found[0].startswith("calendars.berlin-office.country_holidays: DE/BE is not known"), found

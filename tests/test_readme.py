@@ -1,6 +1,7 @@
 """The README's commands, run in order as a new user would, on a fresh data folder.
 
-Every ```bash block of README.md is run, command by command (```sh blocks are examples that cannot
+Every ```bash block of README.md is run, command by command, then those of the reference pages under
+docs/ that the README links, in the order it links them (```sh blocks are examples that cannot
 run here). `./dev run` starts the service in the background, as in its own terminal; a second
 `./dev run` while one runs must say, in one line, that it is already running, and where; a comment
 `# error: ...` right after a command is the exact error line that command must print. Ports and
@@ -42,10 +43,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def command_pages() -> list[Path]:
+    """README.md, then every page under docs/ it links, in the order of its first link."""
+    pages = [README]
+    for link in re.findall(r"\]\((docs/[^)#\s]+\.md)(?:#[^)]*)?\)", README.read_text()):
+        page = ROOT / link
+        if page not in pages:
+            pages.append(page)
+    return pages
+
+
+def bash_blocks() -> list[str]:
+    return [
+        block
+        for page in command_pages()
+        for block in re.findall(r"^```bash\n(.*?)^```", page.read_text(), flags=re.S | re.M)
+    ]
+
+
 def readme_commands() -> list[tuple[str, str | None]]:
     """(command, expected error line or None) from the ```bash blocks, in order; continued lines joined."""
     commands: list[tuple[str, str | None]] = []
-    for block in re.findall(r"^```bash\n(.*?)^```", README.read_text(), flags=re.S | re.M):
+    for block in bash_blocks():
         pending = ""
         for line in block.splitlines():
             if not pending and line.strip().startswith("#"):
@@ -146,6 +165,9 @@ def test_readme_commands_in_order_on_a_fresh_data_folder(fresh_env: dict[str, st
     env["ESCALATIONS_WEBHOOK_URL"] = f"http://127.0.0.1:{receiver_port}/events"
     commands = readme_commands()
     assert any(c.startswith("./dev run") for c, _ in commands) and any("escalations open" in c for c, _ in commands)
+    # The blocks that moved to reference pages are still run: the policy's check and simulation, the review.
+    assert any("escalations policy simulate" in c for c, _ in commands)
+    assert any("escalations review" in c for c, _ in commands) and any("/review?" in c for c, _ in commands)
 
     # Every file the README's commands name exists in the repository.
     for command, _ in commands:
@@ -218,6 +240,7 @@ def test_readme_commands_in_order_on_a_fresh_data_folder(fresh_env: dict[str, st
         assert "T-1001" in outputs[f"{ESCALATIONS} timeline T-1001"]
         assert outputs[f"{ESCALATIONS} policy check"].startswith("ok: config/policies/default.yaml is valid")
         assert "REFUSED escalate" in outputs[f"{ESCALATIONS} policy simulate"]
+        assert outputs[f"{ESCALATIONS} review --since"].strip()  # the review of the stored tickets
 
         # In a terminal, `status` draws a table.
         shown = Terminal([ESCALATIONS, "status", "T-1001"], env)

@@ -9,14 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config.policy import Calendar
-from review.metrics import (
-    GROUP_BYS,
-    EventRow,
-    TicketFacts,
-    find_spikes,
-    percentile,
-    review,
-)
+from review.aggregate import GROUP_BYS, percentile, review
+from review.rows import EventRow, TicketFacts
+from review.spikes import find_spikes
 from tests.review_data import NOW, SINCE, generate
 
 ALWAYS = {"always": Calendar(always_open=True)}
@@ -231,7 +226,7 @@ def test_table_csv_and_periods(generated: tuple[list[TicketFacts], object]) -> N
 
 
 def test_durations_in_both_spellings() -> None:
-    from review.metrics import parse_duration
+    from review.rows import parse_duration
 
     assert parse_duration("1 day, 2:00:00") == parse_duration("P1DT2H") == timedelta(hours=26)
     assert parse_duration("0:30:00") == parse_duration("PT30M") == timedelta(minutes=30)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from config.policy import Calendar
-from review.metrics import review
+from review.aggregate import review
 from tests.review_data import NOW, SINCE, generate
 
 ASSET_URI = (Path(__file__).resolve().parent.parent / "review" / "assets" / "review.html").as_uri()

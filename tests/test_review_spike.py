@@ -17,7 +17,7 @@ from temporalio.worker import Worker
 from activities.review_activities import ReviewActivities, spike_event_id
 from activities.webhooks import verify
 from config.settings import Settings
-from review.metrics import EventRow, TicketFacts
+from review.rows import EventRow, TicketFacts
 from store.repository import Store
 from tests.conftest import TEST_SECRET, policy_doc
 from tests.receiver import Receiver

@@ -26,7 +26,7 @@ from api.auth import new_key_entry
 from api.server import build_server
 from config.policy import Calendar
 from config.settings import Settings
-from review.metrics import review
+from review.aggregate import review
 from review.query import load_facts, review_from_store
 from store.repository import Store
 from tests.conftest import policy_doc
@@ -204,7 +204,7 @@ async def test_review_page_in_headless_chromium(served: Served, browser: Any) ->
     assert await links.count() >= 5
     assert "key=" not in page.url  # the key left the address bar
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    if os.environ.get("REVIEW_SCREENSHOT"):  # refresh the README's picture: REVIEW_SCREENSHOT=1 pytest ...
+    if os.environ.get("REVIEW_SCREENSHOT"):  # refresh the picture in docs/review.md: REVIEW_SCREENSHOT=1 pytest ...
         await page.screenshot(path=str(SCREENSHOT), full_page=True)
     ticket = await links.first.inner_text()
     await links.first.click()

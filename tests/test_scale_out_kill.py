@@ -86,8 +86,8 @@ async def test_three_workers_500_tickets_breaching_together_one_killed_one_termi
                 codec_keys=TEST_CODEC_KEYS,
                 worker_health_port=port,
                 graceful_shutdown_seconds=30,
-                # Without the sandbox: about twice the tickets per second on these 2 shared cores (README,
-                # Benchmark); this test is about delivery under failure, not about the sandbox.
+                # Without the sandbox: more tickets per second (docs/benchmarks.md); this test is about
+                # delivery under failure, not about the sandbox.
                 workflow_sandbox="false",
                 data_dir=tmp_path / f"data-{n}",
             )

@@ -76,7 +76,7 @@ async def test_state_json_has_the_rows_of_every_other_format_and_source(api: Api
     kinds = [r["kind"] for r in rows]
     assert {"escalated", "action_rejected"} <= set(kinds), kinds
     assert len(rows) == len(raw.events)  # every row of the workflow's own account, none added
-    for row in rows:  # the normalized row model (api/export.py normalize_entry)
+    for row in rows:  # the normalized row model (api/export/normalize.py normalize_entry)
         assert set(row) == ROW_KEYS and row["source"] == "workflow" and row["event_id"] is None
         assert row["at"].endswith("Z") and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", row["at"])
         assert row["actor"] and ":" in row["actor"]  # never empty: automatic rows are system:escalation-policy

@@ -3,7 +3,7 @@
 What Temporal keeps of a ticket (workflow and activity inputs and results, signal and update arguments,
 continue-as-new inputs, queries' answers, the summary and details the UI shows, failure messages) passes
 through `EncryptionCodec`. Search attributes and workflow ids are not payloads: they are never encrypted,
-so they must hold no personal data (README, "Encrypted tickets").
+so they must hold no personal data (docs/encryption.md).
 
 - Each encrypted payload is the whole original payload (metadata and data) sealed with AES-GCM; its own
   metadata says `encoding: binary/encrypted` and names the key (`encryption-key-id`), which is also the

@@ -14,6 +14,7 @@ CORS: only the configured origins (embedded default: the dev server's Web UI) ma
 from __future__ import annotations
 
 import hmac
+import json
 import os
 import secrets
 from pathlib import Path
@@ -22,7 +23,7 @@ import structlog
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from google.protobuf import json_format
-from temporalio.api.common.v1 import Payloads
+from temporalio.api.common.v1 import Payload, Payloads
 
 from config.settings import Settings
 from workers.codec import CodecError, EncryptionCodec
@@ -32,6 +33,15 @@ log = structlog.get_logger("codec_server")
 
 TOKEN_FILE_NAME = "codec-server-token"
 MAX_BODY = 8 * 1024 * 1024
+UNDECRYPTABLE_HEADER = "X-Undecryptable-Payloads"  # how many of the answer's payloads could not be decrypted
+
+
+def undecryptable(reason: str) -> Payload:
+    """What a reader sees instead of a payload this server cannot decrypt (an unknown key id, a
+    corrupted ciphertext): a JSON object saying so and why. Handing the ciphertext back unchanged
+    with a 200 looked like a payload that was never encrypted, or like an empty one."""
+    text = json.dumps({"undecryptable": True, "reason": reason})
+    return Payload(metadata={"encoding": b"json/plain"}, data=text.encode())
 
 
 def tokens(settings: Settings) -> list[str]:
@@ -116,14 +126,16 @@ def create_codec_app(codec: EncryptionCodec, accepted: list[str], origins: list[
                 continue
             try:
                 out.append(codec.decrypt(payload))
-            except CodecError as err:  # leave it encrypted; the others still show
+            except CodecError as err:  # said in its place; the others still show
                 unreadable += 1
                 reason = str(err)
-                out.append(payload)
+                out.append(undecryptable(reason))
+        headers = {}
         if unreadable:
             log.warning("codec.undecryptable", count=unreadable, reason=reason)
+            headers[UNDECRYPTABLE_HEADER] = str(unreadable)
         text = json_format.MessageToJson(Payloads(payloads=out))
-        return Response(text, media_type="application/json")
+        return Response(text, media_type="application/json", headers=headers)
 
     @app.post("/encode")
     async def encode(request: Request) -> Response:

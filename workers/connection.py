@@ -88,7 +88,7 @@ async def register_search_attributes(client: Client, namespace: str) -> list[str
     """Register the contract's search attributes that the namespace lacks; returns those added.
 
     Idempotent. On Temporal Cloud the operator API is not open to namespace clients: register them
-    once with `tcld` instead (README, 'Production').
+    once with `tcld` instead (docs/operations.md).
     """
     from temporalio.api.enums.v1 import IndexedValueType
     from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest

@@ -70,7 +70,7 @@ async def serve(
     else:
         log.info("codec.enabled", key_id=codec.ring.current, keys=len(codec.ring.keys))
     if "worker" in wanted:
-        from activities.ticket_activities import load_checked_policy  # the worker's own check, URLs included
+        from activities.policy_file import load_checked_policy  # the worker's own check, URLs included
 
         try:
             policy = load_checked_policy(settings.policy_path, settings)
@@ -187,7 +187,7 @@ async def _serve_roles(
                 added = await register_search_attributes(client, client.namespace)
                 if added:
                     log.info("search_attributes.registered", names=added)
-            except Exception as err:  # Temporal Cloud: registered out of band (README, Production)
+            except Exception as err:  # Temporal Cloud: registered out of band (docs/operations.md)
                 log.warning("search_attributes.not_registered", error=str(err))
             worker = build_worker(client, settings, http)
             worker_task = asyncio.create_task(worker.run(), name="worker")

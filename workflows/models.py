@@ -1,6 +1,6 @@
 """Messages of the `TicketEscalation` workflow: one pydantic model per input, action, query result.
 
-These are the contract's shapes (see ../shared/contract.md and the README's contract section).
+These are the contract's shapes (see ../shared/contract.md and docs/contract.md).
 Every timestamp is an aware datetime; naive ones are refused at the edge.
 
 Two kinds of model, on purpose:

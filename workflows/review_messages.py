@@ -40,7 +40,7 @@ class FindSpikesResult(ReviewMessage):
 
 
 class SpikeEvent(ReviewMessage):
-    """The body of a `review.spike` webhook (README, contract additions)."""
+    """The body of a `review.spike` webhook (docs/contract.md, additions)."""
 
     id: str = Field(description="webhook-id: msg_review-spike_<department>_<day>, one per department and day")
     type: str = "review.spike"

@@ -6,7 +6,7 @@ On one in-memory dev server, in one run: N tickets through open -> acknowledge -
 through a first-response breach (SLA of a few seconds, the webhook delivered to a receiver on
 127.0.0.1), and the same counts through `BareTicket`. Prints tickets/s, the ratio to the bare
 workflow, lateness p50/p99 (arrival at the receiver minus the deadline) and worker memory per open
-ticket. Figures, not assertions: see the README's Benchmark section.
+ticket. Figures, not assertions: see docs/benchmarks.md.
 
 After them, counts per lifecycle read from histories (tests/bench/histories.py). With `--hold N
 --cache M` only the hold runs instead: N open tickets breaching on one worker (tests/bench/hold.py).
@@ -220,6 +220,7 @@ async def main() -> None:
     parser.add_argument("--hold-rate", type=float, default=25, help="hold: tickets opened per second at most")
     parser.add_argument("--hold-sla", type=int, default=None, help="hold: first response due (s); default from rate")
     parser.add_argument("--hold-timeout", type=float, default=300, help="hold: wait after the last deadline (s)")
+    parser.add_argument("--hold-sandbox", choices=["on", "off"], default="on", help="hold: the workflow sandbox")
     args = parser.parse_args()
     global NO_METRICS
     NO_METRICS = args.no_metrics
@@ -256,6 +257,7 @@ async def main() -> None:
         if args.hold:
             options = ["--policy", str(policy), "--store-url", store_url, "--metrics", "off" if NO_METRICS else "on"]
             options += ["--webhook-url", f"{receiver.url}/events", "--helpdesk-url", receiver.url]
+            options += ["--sandbox", args.hold_sandbox]
             await hold.hold(
                 env.client, options, breached, args.hold, args.cache, conc, args.hold_rate, hold_sla, args.hold_timeout
             )

@@ -1,0 +1,358 @@
+"""Derivation: one ticket's timeline rows walked once into a `TicketReview`, what every metric counts.
+
+Each row kind has its handler (`_HANDLERS`); the walk keeps the state between rows (running clocks,
+pauses, the ownership period). Business time is counted on the calendar the ticket was routed
+with, looked up in the calendars given; a calendar that is not there any more counts wall time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from config.policy import Calendar
+from review.rows import (
+    SYSTEM_ACTOR,
+    EventRow,
+    TicketFacts,
+    agent_of,
+    normalise_reason,
+    parse_duration,
+    parse_time,
+    tier_number,
+)
+from review.ticket_review import AtRisk, Breach, ClockRun, Escalation, Period, TicketReview
+from workflows.clock import CalendarError, business_time_between
+
+
+class Business:
+    """Business time on a named calendar; wall time for a calendar it does not know."""
+
+    def __init__(self, calendars: Mapping[str, Calendar]) -> None:
+        self._calendars = calendars
+
+    def between(self, calendar: str | None, start: datetime, end: datetime) -> timedelta:
+        if end <= start:
+            return timedelta(0)
+        cal = self._calendars.get(calendar or "")
+        if cal is None:
+            return end - start
+        try:
+            return business_time_between(cal, start, end)
+        except CalendarError:
+            return end - start
+
+
+def derive(ticket: TicketFacts, business: Business, now: datetime) -> TicketReview:
+    """Walk a ticket's rows once and derive everything the metrics count."""
+    walk = _Walk(_opening(ticket, now), business)
+    for e in ticket.events:
+        handler = _HANDLERS.get(e.kind)
+        if handler is not None:
+            handler(walk, e)
+    walk.finish(now)
+    return walk.review
+
+
+def _opening(ticket: TicketFacts, now: datetime) -> TicketReview:
+    """The ticket as it was opened and routed, before any other row."""
+    events = ticket.events
+    opened = next((e for e in events if e.kind == "ticket_opened"), None)
+    routed = next((e for e in events if e.kind == "routed"), None)
+    rd = routed.detail if routed else {}
+    opened_at = (
+        ticket.opened_at
+        or (parse_time(opened.detail.get("opened_at")) if opened else None)
+        or (events[0].at if events else now)
+    )
+    return TicketReview(
+        ticket_id=ticket.ticket_id,
+        opened_at=opened_at,
+        channel=ticket.channel,
+        category=ticket.category,
+        priority=str(rd.get("priority") or ticket.priority or "unknown"),
+        policy_version=str((opened.detail.get("policy_version") if opened else None) or "unknown"),
+        department=str(rd.get("department") or "unknown"),
+        tier=0 if rd.get("self_service") else tier_number(rd.get("tier")),
+        calendar=rd.get("calendar"),
+    )
+
+
+class _Walk:
+    """The state between rows: running clocks, pauses, the period that holds the ticket."""
+
+    def __init__(self, review: TicketReview, business: Business) -> None:
+        self.review = review
+        self.business = business
+        self.cal = review.calendar
+        self.clocks: dict[str, ClockRun] = {}
+        self.pause_start: datetime | None = None
+        self.pauses: list[tuple[datetime, datetime]] = []
+        self.human_start: datetime | None = None
+        self.current: Period | None = None
+
+    # -------------------------------------------------------------------- state changes
+    def close_clock(self, name: str, at: datetime) -> None:
+        run = self.clocks.pop(name, None)
+        if run is None:
+            return
+        if run.running_since is not None:
+            run.segments.append((run.running_since, max(at, run.running_since)))
+            run.running_since = None
+        self.settle_breach(run)
+
+    def close_all_clocks(self, at: datetime) -> None:
+        for name in list(self.clocks):
+            self.close_clock(name, at)
+
+    def settle_breach(self, run: ClockRun) -> None:
+        if run.breach is None:
+            return
+        d = run.breach.deadline
+        run.breach.past = sum(
+            (self.business.between(self.cal, max(s, d), e) for s, e in run.segments if e > d), timedelta(0)
+        )
+
+    def end_pause(self, at: datetime) -> None:
+        if self.pause_start is not None:
+            self.pauses.append((self.pause_start, max(at, self.pause_start)))
+            self.pause_start = None
+
+    def open_period(self, tier: int, department: str, at: datetime) -> None:
+        self.close_period(at)
+        self.current = Period(tier=tier, department=department, start=at)
+        self.review.periods.append(self.current)
+
+    def close_period(self, at: datetime) -> None:
+        if self.current is not None and self.current.end is None:
+            self.current.end = max(at, self.current.start)
+        self.current = None
+
+    def net(self, start: datetime, end: datetime) -> timedelta:
+        return _net(self.business, self.cal, start, end, self.pauses)
+
+    # -------------------------------------------------------------------- rows
+    def self_service_offered(self, e: EventRow) -> None:
+        self.review.self_service = True
+        self.open_period(0, self.review.department, e.at)
+
+    def tier_entered(self, e: EventRow) -> None:
+        review = self.review
+        self.close_all_clocks(e.at)
+        self.end_pause(e.at)
+        tier = tier_number(e.detail.get("tier"))
+        start = e.at
+        if self.human_start is None:
+            # The first tier's clocks start when the ticket opened (unless it went through Tier 0).
+            start = e.at if review.self_service else min(review.opened_at, e.at)
+            self.human_start = start
+            review.tier = tier
+        self.open_period(tier, str(e.detail.get("department") or review.department), start)
+        review.is_open = True
+
+    def sla_started(self, e: EventRow) -> None:
+        d = e.detail
+        name = str(d.get("clock"))
+        self.close_clock(name, e.at)
+        human_start = self.human_start
+        start = human_start if (human_start is not None and name not in self.review.clocks_started) else e.at
+        run = ClockRun(
+            name=name,
+            target=parse_duration(d.get("target")),
+            deadline=parse_time(d.get("deadline")),
+            running_since=min(start, e.at) if start else e.at,
+        )
+        self.clocks[name] = run
+        self.review.clocks_started.add(name)
+        if name == "resolution" and self.current is not None:
+            self.current.resolution_target = run.target
+
+    def sla_paused(self, e: EventRow) -> None:
+        for run in self.clocks.values():
+            if run.running_since is not None:
+                run.segments.append((run.running_since, e.at))
+                run.running_since = None
+                if run.deadline is not None:
+                    run.remaining_at_pause = self.business.between(self.cal, e.at, run.deadline)
+        self.pause_start = self.pause_start or e.at
+
+    def sla_resumed(self, e: EventRow) -> None:
+        self.end_pause(e.at)
+        raw = e.detail.get("deadlines")
+        deadlines: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        for name, run in self.clocks.items():
+            if run.running_since is None:
+                run.running_since = e.at
+                run.remaining_at_pause = None
+                run.deadline = parse_time(deadlines.get(name)) or run.deadline
+
+    def priority_changed(self, e: EventRow) -> None:
+        after_change = e.detail.get("deadlines_after")
+        for name, value in after_change.items() if isinstance(after_change, dict) else []:
+            if name in self.clocks:
+                self.clocks[name].deadline = parse_time(value)
+
+    def acknowledged(self, e: EventRow) -> None:
+        self.close_clock("first_response", e.at)
+        who = agent_of(e.actor)
+        if who:
+            self.review.assignees.add(who)
+        if self.review.first_response is None and self.human_start is not None:
+            self.review.first_response = self.net(self.human_start, e.at)
+
+    def sla_breached(self, e: EventRow) -> None:
+        name = str(e.detail.get("clock"))
+        review, current = self.review, self.current
+        holder = current or Period(tier=review.tier, department=review.department, start=e.at)
+        breach = Breach(clock=name, deadline=e.at, tier=holder.tier, department=holder.department)
+        if current is not None:
+            current.breaches += 1
+        review.breaches.append(breach)
+        if name in self.clocks:
+            self.clocks[name].breach = breach
+
+    def ladder_step(self, e: EventRow) -> None:
+        self.review.ladder_rules.append(str(e.detail.get("rule") or "?"))
+
+    def escalated(self, e: EventRow) -> None:
+        d = e.detail
+        review = self.review
+        esc_kind = str(d.get("kind") or "hierarchical")
+        if esc_kind == "functional":
+            holder_dept = str(d.get("from_department") or review.department)
+        else:
+            holder_dept = str(d.get("department") or review.department)
+        review.escalations.append(
+            Escalation(
+                at=e.at,
+                kind=esc_kind,
+                trigger=_trigger_of(e),
+                reason=normalise_reason(d.get("reason")),
+                department=holder_dept,
+            )
+        )
+        if esc_kind == "functional":
+            self.end_pause(e.at)
+            to = str(d.get("to_department") or "")
+            current = self.current
+            if current is not None and to and current.tier > 0 and to != current.department:
+                self.open_period(current.tier, to, e.at)
+
+    def reassigned(self, e: EventRow) -> None:
+        before, after = e.detail.get("from") or {}, e.detail.get("to") or {}
+        if not isinstance(after, dict):
+            return
+        if after.get("agent"):
+            self.review.assignees.add(str(after["agent"]))
+        dept = after.get("department")
+        current = self.current
+        if current is not None and dept and isinstance(before, dict) and dept != before.get("department"):
+            self.open_period(current.tier, str(dept), e.at)
+
+    def resolved(self, e: EventRow) -> None:
+        review = self.review
+        self.close_all_clocks(e.at)
+        self.end_pause(e.at)
+        if self.current is not None and self.current.tier == 0 and e.actor == "customer":
+            review.deflected = True
+        self.close_period(e.at)
+        review.is_open = False
+        if not review.resolved_once and self.human_start is not None:
+            review.resolution = self.net(self.human_start, e.at)
+        review.resolved_once = True
+
+    def reopened(self, e: EventRow) -> None:
+        self.review.reopens += 1
+        self.review.is_open = True
+
+    # -------------------------------------------------------------------- end
+    def finish(self, now: datetime) -> None:
+        """Still open: settle the clocks, the pause and the periods at `now`."""
+        review = self.review
+        for run in self.clocks.values():
+            if run.running_since is not None:
+                run.segments.append((run.running_since, max(now, run.running_since)))
+            self.settle_breach(run)
+        if review.is_open:
+            review.at_risk = _at_risk(self.clocks, self.business, self.cal, now)
+        if self.pause_start is not None:
+            self.pauses.append((self.pause_start, max(now, self.pause_start)))
+        review.paused = sum((b - a for a, b in self.pauses), timedelta(0))
+        for p in review.periods:
+            p.business = self.net(p.start, p.end or now)
+
+
+_HANDLERS: dict[str, Callable[[_Walk, EventRow], None]] = {
+    "self_service_offered": _Walk.self_service_offered,
+    "tier_entered": _Walk.tier_entered,
+    "sla_started": _Walk.sla_started,
+    "sla_paused": _Walk.sla_paused,
+    "sla_resumed": _Walk.sla_resumed,
+    "priority_changed": _Walk.priority_changed,
+    "acknowledged": _Walk.acknowledged,
+    "sla_breached": _Walk.sla_breached,
+    "ladder_step": _Walk.ladder_step,
+    "escalated": _Walk.escalated,
+    "reassigned": _Walk.reassigned,
+    "resolved": _Walk.resolved,
+    "reopened": _Walk.reopened,
+}
+
+
+def _trigger_of(e: EventRow) -> str:
+    """What made an escalation: a ladder step, the policy (system), or a person."""
+    rule = e.detail.get("rule")
+    if isinstance(rule, str) and rule.startswith("ladders."):
+        return "ladder"
+    if e.actor == SYSTEM_ACTOR:
+        return "policy"
+    return "manual"
+
+
+def _net(
+    business: Business, cal: str | None, start: datetime, end: datetime, pauses: Iterable[tuple[datetime, datetime]]
+) -> timedelta:
+    """Business time in [start, end] less the business time paused (waiting on the customer) inside it."""
+    total = business.between(cal, start, end)
+    for a, b in pauses:
+        lo, hi = max(a, start), min(b, end)
+        if hi > lo:
+            total -= business.between(cal, lo, hi)
+    return max(total, timedelta(0))
+
+
+def _at_risk(clocks: Mapping[str, ClockRun], business: Business, cal: str | None, now: datetime) -> AtRisk | None:
+    worst: AtRisk | None = None
+    for run in clocks.values():
+        if run.target is None or run.target <= timedelta(0):
+            continue
+        if run.running_since is not None and run.deadline is not None:
+            if now >= run.deadline:
+                used = 1.0 + business.between(cal, run.deadline, now) / run.target
+            else:
+                used = 1.0 - business.between(cal, now, run.deadline) / run.target
+        elif run.remaining_at_pause is not None:
+            used = 1.0 - run.remaining_at_pause / run.target
+        else:
+            continue
+        if run.breach is not None:
+            used = max(used, 1.0)
+        band = band_of(used)
+        if band is None:
+            continue
+        if worst is None or used > worst.used:
+            worst = AtRisk(clock=run.name, used=used, deadline=run.deadline, band=band)
+    return worst
+
+
+def band_of(used: float) -> str | None:
+    if used >= 1.0:
+        return "breached"
+    if used >= 0.9:
+        return "90-100"
+    if used >= 0.75:
+        return "75-90"
+    if used >= 0.5:
+        return "50-75"
+    return None
