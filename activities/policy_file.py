@@ -14,13 +14,13 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.models import PolicySnapshot
 from config.holiday_dates import holiday_years, resolve_holidays
 from config.loading import PolicyError, load_policy_file
 from config.model import Policy
 from config.notification_schema import ChannelKind, Endpoint
 from config.settings import Settings
 from config.urls import endpoint_problems
+from workflows.messages import PolicySnapshot
 from workflows.metrics import DESCRIPTIONS, POLICY_INVALID
 
 log = structlog.get_logger("activities")

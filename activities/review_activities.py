@@ -13,8 +13,11 @@ from temporalio.exceptions import ApplicationError
 
 from activities.channels import EndpointMissing, resolve_endpoint
 from activities.http_errors import BENIGN, raise_for_status
-from activities.models import Person
-from activities.review_models import (
+from activities.webhooks import sign_headers
+from config.policy import ChannelKind, PolicyError, load_policy_file
+from config.settings import Settings
+from workflows.messages import Person
+from workflows.review_messages import (
     FindSpikesInput,
     FindSpikesResult,
     SendSpikeInput,
@@ -22,9 +25,6 @@ from activities.review_models import (
     SpikeEvent,
     SpikeFound,
 )
-from activities.webhooks import sign_headers
-from config.policy import ChannelKind, PolicyError, load_policy_file
-from config.settings import Settings
 
 log = structlog.get_logger("review")
 EVENT_TYPE = "review.spike"

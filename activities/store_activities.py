@@ -22,9 +22,9 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from activities.models import StoreBatch, StoreResult
 from config.settings import Settings
 from store.repository import Store, shared_store
+from workflows.messages import StoreBatch, StoreResult
 from workflows.metrics import DESCRIPTIONS, STORE_WRITES
 
 log = structlog.get_logger("activities.store")

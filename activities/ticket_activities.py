@@ -23,7 +23,13 @@ from temporalio.exceptions import ApplicationError
 from activities import channels
 from activities.http_errors import BENIGN, raise_for_status
 from activities.metrics import record_try, result_of
-from activities.models import (
+from activities.policy_file import PolicyFile, count_invalid_policy, freeze
+from activities.webhooks import sign_headers
+from config import templates
+from config.policy import Policy
+from config.settings import Settings
+from workflows.digest import flood_workflow_id
+from workflows.messages import (
     AdmitInput,
     DeliverInput,
     DeliveryResult,
@@ -35,12 +41,6 @@ from activities.models import (
     ReassignInput,
     ReassignResult,
 )
-from activities.policy_file import PolicyFile, count_invalid_policy, freeze
-from activities.webhooks import sign_headers
-from config import templates
-from config.policy import Policy
-from config.settings import Settings
-from workflows.digest import flood_workflow_id
 
 log = structlog.get_logger("activities")
 

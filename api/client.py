@@ -109,7 +109,7 @@ async def query_patiently(handle: WorkflowHandle[Any, Any], name: str, result_ty
 
 def keyed_update_id(action: str, key: str, body: Message) -> str:
     """The update id of an action sent with an idempotency key: `<action>:<key>#sha256:<16 hex>`,
-    the last part a fingerprint of the body (the ticket compares it; `workflows/runner.py`)."""
+    the last part a fingerprint of the body (the ticket compares it; `workflows/ticket_handlers.py`)."""
     # Defaults left out: a field added later (with a default) does not change the fingerprint of a
     # body sent before, so a retry across an upgrade is still recognised as the same request.
     digest = hashlib.sha256(body.model_dump_json(exclude_defaults=True).encode()).hexdigest()[:16]

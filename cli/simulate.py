@@ -31,13 +31,13 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker, WorkflowInstance, WorkflowInstanceDetails, WorkflowRunner
 
-from activities.models import DeliverInput, DeliveryResult, ReassignInput, ReassignResult
 from activities.ticket_activities import TicketActivities
 from api.export import as_duration, normalize_entry
 from config.policy import PolicyError, load_policy_file
 from config.settings import Settings
 from workers.connection import binary, register_search_attributes
 from workers.sandbox import sandboxed_runner
+from workflows.messages import DeliverInput, DeliveryResult, ReassignInput, ReassignResult
 from workflows.models import ACTIONS, WORKFLOW_TYPE, Ticket, Timeline, TimelineEvent, workflow_id_for
 from workflows.ticket import TicketEscalation
 

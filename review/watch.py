@@ -9,8 +9,8 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
-from activities.review_models import SpikeWatchState
 from config.settings import Settings
+from workflows.review_messages import SpikeWatchState
 from workflows.review_spike import WATCH_ID
 
 log = structlog.get_logger("review")

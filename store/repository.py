@@ -32,8 +32,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.orm import Session
 
-from activities.models import StoreBatch, StoreResult
 from store.models import EventRow, TicketRow
+from workflows.messages import StoreBatch, StoreResult
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _LIMITS = {"kind": 100, "actor": 300, "rule": 300, "clock": 32, "department": 200, "policy_version": 200}

@@ -361,7 +361,7 @@ def _facts(i: int, r: _Rows, dept: str) -> TicketFacts:
 
 def store_batch(facts: TicketFacts, life_id: str) -> Any:
     """The generated ticket as the record store's activity would write it (summary row + timeline rows)."""
-    from activities.models import StoreBatch, StoredEvent, TicketRecord
+    from workflows.messages import StoreBatch, StoredEvent, TicketRecord
 
     ev = facts.events
     routed = next(e for e in ev if e.kind == "routed").detail

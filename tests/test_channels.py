@@ -320,9 +320,9 @@ def test_notify_preview_prints_each_channel_for_a_sample_ticket(capsys: pytest.C
 def test_plan_routes_people_by_role_and_person_and_records_who_has_no_address() -> None:
     from datetime import UTC, datetime
 
-    from activities.models import OutboundEvent, Person
     from config.policy import parse_policy
     from workflows import notices
+    from workflows.messages import OutboundEvent, Person
 
     doc = channel_policy(
         roles={
@@ -391,7 +391,8 @@ def test_the_template_sandbox_stops_loops_explosions_and_escapes(source: str) ->
 async def test_flood_control_takes_a_retried_hand_over_once(ts_env: WorkflowEnvironment, make_harness: Any) -> None:
     from datetime import UTC, datetime
 
-    from activities.models import (
+    from workflows.digest import FloodControl, flood_workflow_id
+    from workflows.messages import (
         AdmitInput,
         DeliverInput,
         DigestSummary,
@@ -400,7 +401,6 @@ async def test_flood_control_takes_a_retried_hand_over_once(ts_env: WorkflowEnvi
         OutboundEvent,
         Person,
     )
-    from workflows.digest import FloodControl, flood_workflow_id
 
     smtp = SmtpServer().start()
     head = Person(role="department_head", id="dana.head", email="dana@example.com")

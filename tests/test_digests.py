@@ -23,12 +23,12 @@ import yaml
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.models import DigestSummary
 from config.settings import EndpointSettings
 from tests.conftest import TEST_CODEC_KEYS, policy_doc
 from tests.helpers import LEAD, ticket
 from tests.smtp import SmtpServer, body
 from workflows.digest import flood_workflow_id
+from workflows.messages import DigestSummary
 
 TARGET = 90  # first-response target, seconds
 LIMIT = 3  # notices to the head on their own per window

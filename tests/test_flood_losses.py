@@ -24,7 +24,6 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from activities.models import AdmitInput, DeliverInput, EndpointRef, FloodInput, FloodRef, OutboundEvent, Person
 from config.settings import EndpointSettings
 from tests.conftest import TEST_CONVERTER, make_settings, policy_doc, start_dev_server, time_skipping_with_metrics
 from tests.receiver import Receiver
@@ -32,6 +31,7 @@ from tests.smtp import SmtpServer, body
 from workers.connection import binary
 from workers.worker import build_worker
 from workflows.digest import FloodControl, flood_workflow_id
+from workflows.messages import AdmitInput, DeliverInput, EndpointRef, FloodInput, FloodRef, OutboundEvent, Person
 
 ENDPOINT = "ops-chat"
 HISTORIES = Path(__file__).parent / "histories" / "flood"

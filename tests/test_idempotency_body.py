@@ -15,7 +15,7 @@ from api.client import TicketClient, keyed_update_id
 from tests.apiserver import Api, new_ticket, running_api
 from tests.helpers import AGENT
 from tests.test_machine import Run
-from workflows.machine import Action
+from workflows.decision_types import Action
 from workflows.models import Escalate, Resolve, State
 
 

@@ -103,3 +103,17 @@ def test_the_policy_imports_no_code_that_runs_it() -> None:
         if target.split(".")[0] in above
     )
     assert wrong == []
+
+
+def test_the_messages_are_a_contract_that_needs_no_activity() -> None:
+    """Workflows, the record store and the review's watch read activity inputs and outputs from the
+    contract modules (`workflows/messages.py`, `workflows/review_messages.py`), never from an activity."""
+    graph = _graph()
+    wrong = sorted(
+        f"{name} -> {target}"
+        for name, targets in graph.items()
+        if name.split(".")[0] in ("workflows", "store") or name == "review.watch"
+        for target in targets
+        if target.split(".")[0] == "activities"
+    )
+    assert wrong == []

@@ -27,26 +27,13 @@ from config.settings import DEFAULT_POLICY
 from tests.conftest import policy_doc
 from tests.helpers import AGENT, LEAD, MANAGER, ticket
 from workflows import routing
-from workflows.machine import (
-    TABLE,
-    Action,
-    Ctx,
-    Decision,
-    Delivery,
-    Input,
-    Refusal,
-    Tick,
-    Undecodable,
-    backoff,
-    decide,
-    finished,
-    next_due,
-    open_ticket,
-    parse_action,
-    tick_due,
-)
+from workflows.decision_types import Action, Ctx, Decision, Delivery, Input, Refusal, Tick, Undecodable
+from workflows.decisions import decide, open_ticket, parse_action
 from workflows.models import ACTIONS, ClockName, State, Ticket, TimelineEvent
+from workflows.outbox import backoff
 from workflows.state import MAX_KEYS, MAX_OUTBOX, MAX_VISITED, Carried, Notice, PolicyRef, TicketState
+from workflows.timers import finished, next_due, tick_due
+from workflows.transitions import TABLE
 
 T0 = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)  # a Monday
 POLICY = parse_policy(policy_doc())

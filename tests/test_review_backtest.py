@@ -14,10 +14,10 @@ from typing import Any
 
 import yaml
 
-from activities.models import StoreBatch, StoredEvent, TicketRecord
 from review.backtest import load_lives, run_backtest
 from store.repository import Store
 from tests.conftest import policy_doc
+from workflows.messages import StoreBatch, StoredEvent, TicketRecord
 
 REPO = Path(__file__).resolve().parent.parent
 ANN = {"id": "ann", "role": "agent"}

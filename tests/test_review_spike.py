@@ -15,7 +15,6 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.review_activities import ReviewActivities, spike_event_id
-from activities.review_models import SpikeWatchState
 from activities.webhooks import verify
 from config.settings import Settings
 from review.rows import EventRow, TicketFacts
@@ -23,6 +22,7 @@ from store.repository import Store
 from tests.conftest import TEST_SECRET, policy_doc
 from tests.receiver import Receiver
 from tests.review_data import store_batch
+from workflows.review_messages import SpikeWatchState
 from workflows.review_spike import ReviewSpikeWatch
 
 

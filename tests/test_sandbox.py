@@ -19,7 +19,6 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
-from activities.models import LoadPolicyInput, PolicySnapshot
 from activities.ticket_activities import TicketActivities
 from api.client import TicketClient
 from tests.conftest import TEST_CONVERTER
@@ -27,6 +26,7 @@ from tests.helpers import AGENT, ticket
 from tests.receiver import Receiver
 from workers.sandbox import DETERMINISTIC_MODULES, WORKFLOW_FILES, workflow_runner
 from workers.worker import build_worker
+from workflows.messages import LoadPolicyInput, PolicySnapshot
 from workflows.models import WORKFLOW_TYPE, State
 from workflows.ticket import TicketEscalation
 

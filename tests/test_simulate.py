@@ -19,13 +19,14 @@ from typing import Any
 
 import yaml
 
-from activities.models import LoadPolicyInput
+import workflows.decisions as decisions
+import workflows.timers as timers
 from activities.ticket_activities import TicketActivities
 from cli.simulate import SimEvent, run_simulation
 from config.policy import load_policy_file, policy_from_snapshot
 from config.settings import DEFAULT_POLICY, Settings
-from workflows import machine
-from workflows.machine import Ctx
+from workflows.decision_types import Action, Ctx, Delivery, Input, Tick
+from workflows.messages import LoadPolicyInput
 from workflows.models import ACTIONS, Ticket, TimelineEvent
 
 FRIDAY = "2035-05-11T16:55:00+02:00"  # Whit Monday 2035 is 14 May
@@ -182,7 +183,7 @@ async def test_a_deadline_at_closing_time_is_printed_at_closing_time(tmp_path: P
 
 async def oracle(policy_file: Path, ticket: Ticket, events: list[SimEvent], days: float) -> list[TimelineEvent]:
     """What a real ticket decides when every timer and action is on time: the workflow's own decision
-    function (`workflows/machine.py`; the runner decides nothing) driven at exact instants, with the
+    function (`workflows/decisions.py`; the workflow decides nothing) driven at exact instants, with the
     same frozen policy the ticket loads, and every notice delivered at once."""
     settings = Settings(policy_path=policy_file, _env_file=None)
     assert ticket.opened_at is not None
@@ -194,32 +195,32 @@ async def oracle(policy_file: Path, ticket: Ticket, events: list[SimEvent], days
     def ctx(now: datetime) -> Ctx:
         return Ctx(now=now, workflow_id="ticket-oracle", life="oracle")
 
-    decision = machine.open_ticket(policy, snapshot.version, ticket, ctx(opened))
+    decision = decisions.open_ticket(policy, snapshot.version, ticket, ctx(opened))
     state, out = decision.state, list(decision.events)
     todo = sorted(enumerate(events), key=lambda item: (item[1].after, item[0]))
     end = opened + timedelta(days=days)
 
-    def apply(event: machine.Input, now: datetime) -> None:
+    def apply(event: Input, now: datetime) -> None:
         nonlocal state
-        d = machine.decide(state, policy, ticket, event, ctx(now))
+        d = decisions.decide(state, policy, ticket, event, ctx(now))
         state = d.state
         out.extend(d.events)
         for notice in d.effects:  # delivered at once, as the simulation's recorders do
-            d2 = machine.decide(state, policy, ticket, machine.Delivery(notice.key, ok=True), ctx(now))
+            d2 = decisions.decide(state, policy, ticket, Delivery(notice.key, ok=True), ctx(now))
             state = d2.state
             out.extend(d2.events)
 
     while True:
-        due = machine.next_due(state, policy)
+        due = timers.next_due(state, policy)
         action_at = opened + todo[0][1].after if todo else None
-        if due is not None and machine.tick_due(state, policy, due[0]) and (action_at is None or due[0] <= action_at):
+        if due is not None and timers.tick_due(state, policy, due[0]) and (action_at is None or due[0] <= action_at):
             if due[0] > end:
                 break
-            apply(machine.Tick(), due[0])
+            apply(Tick(), due[0])
         elif action_at is not None and action_at <= end:
             index, event = todo.pop(0)
             data = ACTIONS[event.action].model_validate(event.payload).model_dump(mode="json")
-            apply(machine.Action(event.action, data, via="update", key=f"simulated-{index}"), max(action_at, opened))
+            apply(Action(event.action, data, via="update", key=f"simulated-{index}"), max(action_at, opened))
         else:
             break
     return out

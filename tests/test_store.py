@@ -8,12 +8,12 @@ from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
 
-from activities.models import StoreBatch, StoredEvent, TicketRecord
 from store.repository import Store
 from store.timeline import entries_from_store
 from tests.conftest import policy_doc
 from tests.helpers import AGENT, ticket
 from tests.receiver import Receiver
+from workflows.messages import StoreBatch, StoredEvent, TicketRecord
 from workflows.models import Timeline
 
 T0 = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from activities.models import TicketRecord
 from workflows import recording
+from workflows.messages import TicketRecord
 from workflows.models import TimelineEvent
 from workflows.recording import Recorder
 from workflows.state import StoreCarry

@@ -18,12 +18,12 @@ from sqlalchemy.engine import Compiled
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.testing import ActivityEnvironment
 
-from activities.models import StoreBatch, StoreResult
 from activities.store_activities import SharedWrites, StoreActivities
 from config.settings import Settings
 from store.repository import Store
 from tests.test_store import event as stored_event
 from tests.test_store import record
+from workflows.messages import StoreBatch, StoreResult
 
 TOO_BIG = 2**70  # an integer neither database takes: SQLite's is 64 bits, PostgreSQL's `integer` 32
 

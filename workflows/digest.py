@@ -29,9 +29,9 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     import workflows.metrics as metrics
-    from activities.models import (
+    from workflows.activity_interfaces import ActivityOptions, TicketActivityInterface
+    from workflows.messages import (
         AdmitInput,
-        DeliveryResult,
         DigestDeliverInput,
         DigestEntry,
         DigestInput,
@@ -49,6 +49,9 @@ RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=10),
     maximum_interval=timedelta(minutes=10),
     non_retryable_error_types=["DeliveryRejected", "TemplateFailed"],
+)
+SEND_OPTIONS = ActivityOptions(
+    start_to_close_timeout=timedelta(seconds=30), schedule_to_close_timeout=TRY_FOR, retry_policy=RETRY
 )
 
 
@@ -92,15 +95,12 @@ class FloodControl:
     def _send_alone(self, request: AdmitInput) -> None:
         async def send() -> None:
             try:
-                await workflow.execute_activity(
-                    "notify",
+                await workflow.execute_activity_method(
+                    TicketActivityInterface.notify,
                     request.notice,
                     activity_id=request.key,
                     summary=f"{request.event.type} -> {self._flood.endpoint.name} (within the flood limit)",
-                    result_type=DeliveryResult,
-                    start_to_close_timeout=timedelta(seconds=30),
-                    schedule_to_close_timeout=TRY_FOR,
-                    retry_policy=RETRY,
+                    **SEND_OPTIONS,
                 )
             except Exception as exc:  # given up (retry window over, or refused): logged and counted
                 workflow.logger.error(
@@ -182,15 +182,12 @@ class FloodControl:
                 end=end,
             )
             try:
-                await workflow.execute_activity(
-                    "send_digest",
+                await workflow.execute_activity_method(
+                    TicketActivityInterface.send_digest,
                     DigestDeliverInput(digest=window, entries=self._entries, more=self._more),
                     activity_id=digest_id,
                     summary=f"digest of {len(self._entries) + self._more} notices -> {flood.endpoint.name}",
-                    result_type=DeliveryResult,
-                    start_to_close_timeout=timedelta(seconds=30),
-                    schedule_to_close_timeout=TRY_FOR,
-                    retry_policy=RETRY,
+                    **SEND_OPTIONS,
                 )
                 delivered = True
             except Exception as exc:

@@ -1,6 +1,6 @@
 """Guards on agent actions: what the policy allows, as pure checks that say which field is wrong and why.
 
-Which actions a ticket takes in which state is the table in `workflows/machine.py`; these checks
+Which actions a ticket takes in which state is the table in `workflows/transitions.py`; these checks
 come after it and judge the action against the policy (roles, reasons, departments, limits). Each
 returns silently or raises `Rejected`; the decision function records the refusal.
 """

@@ -1,4 +1,4 @@
-"""What a ticket counts: business metrics derived from its decisions, emitted by `runner.py`.
+"""What a ticket counts: business metrics derived from its decisions, emitted by `ticket_effects.py`.
 
 Emitting a metric is not a workflow command: nothing reaches history, so no patch is needed and
 replay is unaffected. The SDK's workflow meter drops every emission while a workflow replays (a
@@ -124,7 +124,7 @@ def escalation_trigger(rule: object) -> str:
 class TicketMetrics:
     """Per ticket: turns decisions and delivery outcomes into metric emissions.
 
-    Created with the runner; counters are made on first use (most decisions emit nothing)."""
+    Created with the ticket's workflow instance; counters are made on first use (most decisions emit nothing)."""
 
     __slots__ = ("_counters", "_lateness", "_meter")
 

@@ -60,8 +60,7 @@ def iso_duration(value: timedelta) -> str:
 Duration = Annotated[timedelta, PlainSerializer(iso_duration, return_type=str, when_used="json")]
 
 
-# An update id `<action>:<key>#sha256:<16 hex>` carries the fingerprint of the action's body after
-# its idempotency key (`workflows/runner.py`).
+# An update id `<action>:<key>#sha256:<16 hex>`: the body's fingerprint after the idempotency key.
 DIGEST_MARK = "#sha256:"
 
 
@@ -115,8 +114,7 @@ class Ticket(BaseModel):
 
 # What the HTTP API accepts as `opened_at` (the workflow never sees this check; it is the edge's).
 OPENED_AT_RANGE = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
-# ... and no later than this ahead of the API's clock (clock skew between systems).
-OPENED_AT_SKEW = timedelta(minutes=5)
+OPENED_AT_SKEW = timedelta(minutes=5)  # ... and no later than this ahead of the API's clock (skew)
 
 
 class TicketRequest(Ticket):

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from activities.models import Channel, DeliverInput, EndpointRef, FloodRef, OutboundEvent, Person
 from config.policy import ChannelKind, Endpoint, FloodLimit, Policy, Recipient, RecipientChannels
+from workflows.messages import Channel, DeliverInput, EndpointRef, FloodRef, OutboundEvent, Person
 from workflows.models import Ticket
 from workflows.state import TicketState
 

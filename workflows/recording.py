@@ -1,7 +1,8 @@
 """The ticket's record for the store: numbering events, batching them, knowing what is stored.
 
-Pure and deterministic (no Temporal import): `workflows/runner.py` feeds it every timeline event
-and every action as it arrives, and runs one `store_events` activity per batch it hands out.
+Pure and deterministic (no Temporal import): the ticket workflow (`workflows/ticket_store_sync.py`)
+feeds it every timeline event and every action as it arrives, and runs one `store_events`
+activity per batch it hands out.
 Events are numbered within the ticket's life (0, 1, ...) across continue-as-new, so the store
 keys each row by (life, number) and a repeated write changes nothing.
 
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from activities.models import StoreBatch, StoredEvent, TicketRecord
+from workflows.messages import StoreBatch, StoredEvent, TicketRecord
 from workflows.models import Ticket, TimelineEvent
 from workflows.state import StoreCarry, TicketState
 

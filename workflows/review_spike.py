@@ -15,11 +15,11 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.review_models import (
+    from workflows.activity_interfaces import ActivityOptions, ReviewActivityInterface
+    from workflows.review_messages import (
         FindSpikesInput,
         FindSpikesResult,
         SendSpikeInput,
-        SendSpikeResult,
         SpikeFound,
         SpikeWatchState,
     )
@@ -27,6 +27,14 @@ with workflow.unsafe.imports_passed_through():
 WATCH_ID = "review-spike-watch"
 MAX_SENT = 500
 CHECKS_PER_RUN = 96
+FIND_OPTIONS = ActivityOptions(
+    start_to_close_timeout=timedelta(minutes=5),
+    retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5), maximum_attempts=5),
+)
+SEND_OPTIONS = ActivityOptions(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=10), maximum_attempts=20),
+)
 
 
 @workflow.defn(name="ReviewSpikeWatch")
@@ -35,12 +43,8 @@ class ReviewSpikeWatch:
     async def run(self, state: SpikeWatchState) -> None:
         for _ in range(CHECKS_PER_RUN):
             try:
-                found: FindSpikesResult = await workflow.execute_activity(
-                    "review_find_spikes",
-                    FindSpikesInput(now=workflow.now()),
-                    result_type=FindSpikesResult,
-                    start_to_close_timeout=timedelta(minutes=5),
-                    retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5), maximum_attempts=5),
+                found = await workflow.execute_activity_method(
+                    ReviewActivityInterface.find_spikes, FindSpikesInput(now=workflow.now()), **FIND_OPTIONS
                 )
             except Exception as err:  # the store unreachable for long: try again at the next check
                 workflow.logger.warning("review spike check failed: %s", err)
@@ -52,17 +56,15 @@ class ReviewSpikeWatch:
                 if key in state.sent:
                     continue
                 try:
-                    await workflow.execute_activity(
-                        "review_send_spike",
+                    await workflow.execute_activity_method(
+                        ReviewActivityInterface.send_spike,
                         SendSpikeInput(
                             department=spikes[0].department,
                             day=spikes[0].day,
                             spikes=spikes,
                             occurred_at=workflow.now(),
                         ),
-                        result_type=SendSpikeResult,
-                        start_to_close_timeout=timedelta(seconds=30),
-                        retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=10), maximum_attempts=20),
+                        **SEND_OPTIONS,
                     )
                 except Exception as err:  # given up: the next check tries again (same webhook-id)
                     workflow.logger.warning("review.spike not delivered: %s", err)

@@ -4,7 +4,7 @@ Everything here is read back from history by code that may be newer or older tha
 wrote it, so every model ignores unknown fields and `TicketState` carries a `schema_version`.
 Bounded on purpose: the timeline is not here (it lives in each run's history and in the audit
 export), lists that could grow with the ticket's age keep their newest entries only, and the
-outbox drops nothing silently (see `workflows/machine.py`).
+outbox drops nothing silently (see `workflows/outbox.py`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from activities.models import DeliverInput, ReassignInput, StoredEvent
 from config.policy import Priority
+from workflows.messages import DeliverInput, ReassignInput, StoredEvent
 from workflows.models import Approval, ClockName, RouteDecision, State
 
 SCHEMA_VERSION = 1

@@ -7,7 +7,7 @@ priority, channel, category, tier, department, queue, state, deadlines, breach, 
 undelivered notices and the policy version. The assignee (a person) is left out too; it is in the
 `TicketAssignee` search attribute for those who may filter on it.
 
-Pure functions: `runner.py` sets the details with `workflow.set_current_details` whenever the
+Pure functions: `ticket_effects.py` sets the details with `workflow.set_current_details` whenever the
 ticket changes (not a command: nothing in history, nothing to replay); the starter sets the
 summary (`static_summary`) when it opens the ticket.
 """

@@ -4,14 +4,16 @@ Read top to bottom:
   1. `run` loads the policy (a local activity, so the version is frozen in history) and opens the
      ticket, then loops: start the outbox's due deliveries, sleep until the nearest SLA step, retry
      or action, and let the decision function handle whatever is due.
-  2. Agent actions arrive as signals or updates of the same name (handlers in `runner.py`).
+  2. Agent actions arrive as signals or updates of the same name (handlers in `ticket_handlers.py`).
   3. When history grows long, the ticket continues as new with its carried state (never the
      timeline), once no handler and no delivery is in flight.
   4. Once resolved, its reopen window over and its notices settled, it returns its summary.
 
-What the ticket does in each state is `workflows/machine.py` (the table and the decision function,
-no Temporal in it); this file and `runner.py` only apply decisions and run effects. Kept small on
-purpose: the sandbox re-executes this module for every ticket.
+What the ticket does in each state is `workflows/transitions.py` (the table) and
+`workflows/decisions.py` (the decision function), no Temporal in them. This file and the classes
+it builds on (`ticket_core.py`, `ticket_store_sync.py`, `ticket_effects.py`, `ticket_handlers.py`,
+with the views in `ticket_views.py`) only apply decisions and run effects. Kept small on purpose:
+the sandbox re-executes this module for every ticket.
 """
 
 from __future__ import annotations
@@ -21,16 +23,17 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
-# By full name: `from workflows import machine` would load the module through the package's
+# By full name: `from workflows import timers` would load the module through the package's
 # attribute lookup, past the sandbox's passthrough, and so execute it again for every ticket.
 with workflow.unsafe.imports_passed_through():
-    import workflows.machine as machine
+    import workflows.timers as timers
+    from workflows.decision_types import Tick
     from workflows.models import WORKFLOW_TYPE, Ticket, TicketSummary
-    from workflows.runner import TicketRunner
+    from workflows.ticket_handlers import TicketHandlers
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
-class TicketEscalation(TicketRunner):
+class TicketEscalation(TicketHandlers):
     @workflow.init
     def __init__(self, ticket: Ticket | dict[str, Any], carried: Any = None) -> None:
         super().__init__(ticket, carried)
@@ -51,10 +54,10 @@ class TicketEscalation(TicketRunner):
         # Search attributes are published where the loop blocks, once all of a task's decisions are
         # in (`_wait`, and before each wait below): one upsert per workflow task at most.
         while True:
-            if machine.finished(self.state, self.policy, self._now()):
+            if timers.finished(self.state, self.policy, self._now()):
                 self._publish()
                 await workflow.wait_condition(self._settled)
-                if machine.finished(self.state, self.policy, workflow.now()):
+                if timers.finished(self.state, self.policy, workflow.now()):
                     # Not before its last events and its summary are in the record store.
                     if self._store_ready_to_finish():
                         self._publish()
@@ -76,4 +79,4 @@ class TicketEscalation(TicketRunner):
             await self._wait(self._next_due())
             self._woken = False
             if self._timer_due():
-                self._decide(machine.Tick())
+                self._decide(Tick())

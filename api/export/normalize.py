@@ -28,7 +28,7 @@ def utc_text(value: datetime) -> str:
 
 
 # Python's str(timedelta) ("0:15:00", "1 day, 2:00:00"): how the workflow writes a clock's `target`
-# in its `sla_started` rows (workflows/machine.py), rewritten here into the one notation.
+# in its `sla_started` rows (workflows/state_changes.py), rewritten here into the one notation.
 _PY_DURATION = re.compile(r"^(-?\d+) days?, (\d+):(\d{2}):(\d{2})(\.\d+)?$|^(\d+):(\d{2}):(\d{2})(\.\d+)?$")
 # The guards' prose durations ("0h20m") in refusal reasons.
 _PROSE_DURATION = re.compile(r"\b(\d+)h(\d{2})m\b")

@@ -1,4 +1,5 @@
-"""Inputs and outputs of the review's spike check (workflow `ReviewSpikeWatch` and its activities)."""
+"""The contract of the review's spike check: the inputs and outputs of workflow `ReviewSpikeWatch`
+and its activities, importable without importing the activities."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from datetime import date, timedelta
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from activities.models import Person
+from workflows.messages import Person
 
 
 class ReviewMessage(BaseModel):

@@ -1,4 +1,9 @@
-"""Activity inputs and outputs: one model each. Imported by workflows through passthrough."""
+"""The contract between the workflows and their activities: every activity's input and output.
+
+One pydantic model each. The workflows, the record store and the review import these without
+importing any activity (which would pull HTTP clients and templates into workflow code); the
+activities implement them. Loaded through the sandbox's passthrough, so it must stay pure.
+"""
 
 from __future__ import annotations
 
