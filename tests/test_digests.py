@@ -3,7 +3,7 @@ head become one digest at the window's end; the assignees' own breach notices ar
 worker killed mid-window loses nothing and the digest goes out once, complete.
 
 Policy minutes become seconds here: the tickets' first-response deadline is set (through their
-`opened_at`) far enough ahead to open and assign every ticket first, and the flood window is 30 s
+`opened_at`) far enough ahead to open and assign every ticket first, and the flood window is 25 s
 (20 s when a worker is killed), opened by the first notice to the department head: long enough for
 every breach of the instant to be admitted (and the worker killed) before it closes."""
 
@@ -133,7 +133,7 @@ async def test_forty_breaches_in_one_minute_make_one_digest_and_assignees_are_no
     endpoints = {"mail": EndpointSettings.model_validate(smtp.endpoint())}
     try:
         # Unsandboxed: the same workflow code with less CPU per task (two shared cores, 40 tickets).
-        doc = flood_policy(head, window=30)
+        doc = flood_policy(head, window=25)
         async with make_harness(dev_env, None, doc, endpoints=endpoints, workflow_sandbox=False) as h:
             deadline = a_deadline(lead_seconds=25)
             ids = await open_and_assign(h.tickets, 40, deadline)
