@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +20,7 @@ from api.auth import new_key_entry
 from api.server import build_server
 from config.settings import Settings
 from tests.conftest import TEST_SECRET, policy_doc
+from tests.ports import free_port as free_port  # re-exported for the tests that import it from here
 from tests.receiver import Receiver, start_receiver
 from workers.worker import build_worker
 
@@ -37,12 +37,6 @@ class Api:
     def client(self, who: str | None = "helpdesk") -> httpx.AsyncClient:
         headers = {"X-API-Key": self.keys[who]} if who else {}
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def new_ticket(**fields: Any) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -21,6 +20,7 @@ from temporalio.worker import Worker
 from api.client import TicketClient
 from config.settings import DEFAULT_POLICY, Settings
 from tests.pg import PostgresServer, start_postgres
+from tests.ports import free_port
 from tests.receiver import Receiver, start_receiver
 from workers.codec import EncryptionCodec, KeyRing, data_converter
 from workers.connection import binary, register_search_attributes
@@ -70,9 +70,7 @@ async def time_skipping_with_metrics() -> tuple[WorkflowEnvironment, str]:
     URL to scrape (the SDK's and the product's counters of the workers that run on it)."""
     from workers.telemetry import metrics_runtime
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{s.getsockname()[1]}"
+    address = f"127.0.0.1:{free_port()}"
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=TEST_CONVERTER,
         test_server_existing_path=str(binary("temporal-test-server")),

@@ -12,7 +12,6 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+
+from tests.ports import free_port
 
 
 def find_binaries() -> Path | None:
@@ -33,18 +34,12 @@ def find_binaries() -> Path | None:
     return candidates[-1].parent if candidates else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class PostgresServer:
     def __init__(self, binaries: Path) -> None:
         self.bin = binaries
         self.dir = Path(tempfile.mkdtemp(prefix="escalations-pg-"))
         self.data = self.dir / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self._as: dict[str, Any] = {}
         if os.geteuid() == 0:
             user = pwd.getpwnam(os.environ.get("ESCALATIONS_PG_USER", "postgres"))

@@ -13,13 +13,9 @@ from pathlib import Path
 
 import httpx
 
+from tests.ports import free_port as free_port  # re-exported for the tests that import it from here
+
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def clean_env(**settings: object) -> dict[str, str]:

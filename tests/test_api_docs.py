@@ -7,7 +7,6 @@ OpenAPI document; the document declares the API-key security schemes.
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import httpx
@@ -15,12 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.server import build_server
 from config.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.ports import free_port
 
 
 async def test_docs_and_redoc_show_every_operation_offline(dev_env: WorkflowEnvironment, browser: Any) -> None:

@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +21,7 @@ from api.client import TicketClient
 from cli.tickets import SEARCH_HELP
 from tests.conftest import TEST_CODEC_KEYS
 from tests.helpers import ticket
+from tests.ports import free_port
 from workflows.models import workflow_id_for
 
 AGENT = '{"actor": {"id": "ann", "role": "agent"}}'
@@ -43,12 +43,6 @@ async def run_cli(env: dict[str, str], *args: str, stdout: Any = asyncio.subproc
     out, err = await process.communicate()
     assert process.returncode is not None
     return process.returncode, (out or b"").decode(), err.decode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def one_error_line(err: str) -> str:

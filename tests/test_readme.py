@@ -20,7 +20,6 @@ import pty
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,15 +31,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.ports import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 ESCALATIONS = ".venv/bin/escalations"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def command_pages() -> list[Path]:

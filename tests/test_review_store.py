@@ -30,6 +30,7 @@ from review.aggregate import review
 from review.query import load_facts, review_from_store
 from store.repository import Store
 from tests.conftest import policy_doc
+from tests.ports import free_port
 from tests.review_data import NOW, SINCE, generate, store_batch
 
 ALWAYS = {"always": Calendar(always_open=True)}
@@ -90,14 +91,6 @@ class Served:
     keys: dict[str, str]
     settings: Settings
     tickets: list[Any]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

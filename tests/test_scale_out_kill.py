@@ -1,13 +1,13 @@
-"""Scale-out under failure (marker `scale_out`, about 3-4 minutes): the long test of the suite, on purpose.
+"""Scale-out under failure (marker `scale_out`, about a minute): the long test of the suite, on purpose.
 
-Three `escalations worker` processes share one task queue on one dev server. 500 tickets are opened with
+Three `escalations worker` processes share one task queue on one dev server. 200 tickets are opened with
 one `opened_at`, so their resolution deadlines fall at one instant. While that burst is being worked, one
 worker is SIGKILLed and another gets SIGTERM. Every notice must arrive, once, at an idempotent receiver
 (it applies a `webhook-id` once and acknowledges repeats): per ticket exactly the notices of its breach,
 and no ticket without them. Redeliveries (the same `webhook-id` sent again after a worker died mid-send)
 are allowed and counted; the figures are printed (`pytest -s`) and kept in the test's log folder.
 
-Run it alone: `.venv/bin/python -m pytest -m scale_out -s`.
+Run it alone: `.venv/bin/python -m pytest -m scale_out -s -n 0`.
 """
 
 from __future__ import annotations
@@ -31,10 +31,14 @@ from tests.helpers import ticket
 from tests.processes import clean_env, free_port, spawn, start_dev_server_process, wait_status
 from tests.receiver import start_receiver
 
-pytestmark = pytest.mark.scale_out
+# This test loads both cores and asserts on timing: it runs on the one xdist worker that runs the group
+# "load" (`--dist loadgroup`, pyproject.toml), never at the same time as another test of that group.
+pytestmark = [pytest.mark.scale_out, pytest.mark.xdist_group("load")]
 
-TICKETS = 500
-BREACH_AFTER = timedelta(seconds=75)  # time to open 500 tickets on 2 shared cores before they breach together
+# Enough tickets that the burst is still being worked when one worker is killed and another stopped (the
+# three share it; each holds tickets of it in its cache; asserted below), few enough for about a minute.
+TICKETS = 200
+BREACH_AFTER = timedelta(seconds=30)  # time to open 200 tickets (about 1 s) and start 3 workers on 2 shared cores
 EXPECTED_TYPES = {"sla.breached"}  # the one notice of the resolution breach (the policy below)
 
 
@@ -50,7 +54,7 @@ def burst_policy() -> dict[str, object]:
     return doc
 
 
-async def test_three_workers_500_tickets_breaching_together_one_killed_one_terminated(tmp_path: Path) -> None:
+async def test_three_workers_200_tickets_breaching_together_one_killed_one_terminated(tmp_path: Path) -> None:
     dev = start_dev_server_process(tmp_path)
     receiver = start_receiver()
     policy = tmp_path / "policy.yaml"
@@ -73,7 +77,7 @@ async def test_three_workers_500_tickets_breaching_together_one_killed_one_termi
         started = time.monotonic()
         await asyncio.gather(*(open_one(t) for t in ids))
         open_seconds = time.monotonic() - started
-        assert datetime.now(UTC) < deadline - timedelta(seconds=30), f"opening took {open_seconds:.0f} s"
+        assert datetime.now(UTC) < deadline - timedelta(seconds=20), f"opening took {open_seconds:.0f} s"
 
         # Then the workers (the tickets wait for them in the task queue; their deadlines are fixed already).
         for n, port in enumerate(health):
@@ -95,16 +99,22 @@ async def test_three_workers_500_tickets_breaching_together_one_killed_one_termi
         for worker, port in zip(workers, health, strict=True):
             await asyncio.to_thread(wait_status, f"http://127.0.0.1:{port}/readyz", 200, 120, worker)
 
-        assert datetime.now(UTC) < deadline, "the workers took too long to start: the burst was not awaited"
-        # The burst: all 500 deadlines at one instant. Kill one worker in the middle of it, stop another.
-        await asyncio.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()) + 2)
+        ready_before_deadline = (deadline - datetime.now(UTC)).total_seconds()
+        assert ready_before_deadline > 0, "the workers took too long to start: the burst was not awaited"
+        # The burst: all the deadlines at one instant. Kill one worker in the middle of it (as soon as the
+        # first notices are applied), stop another half a second later.
+        await asyncio.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()))
+        expected = TICKETS * len(EXPECTED_TYPES)
+        burst_until = time.monotonic() + 60
+        while not receiver.seen_ids and time.monotonic() < burst_until:  # noqa: ASYNC110 - another thread fills it
+            await asyncio.sleep(0.05)
         killed, terminated, survivor = workers
         killed.popen.send_signal(signal.SIGKILL)
-        await asyncio.sleep(2)
+        await asyncio.sleep(0.5)
         terminated.popen.send_signal(signal.SIGTERM)
         received_at_signals = len(receiver.seen_ids)
+        assert received_at_signals < expected, "the burst was over before the signals: nothing was killed mid-burst"
 
-        expected = TICKETS * len(EXPECTED_TYPES)
         wait_until = time.monotonic() + 170
         while len(receiver.seen_ids) < expected and time.monotonic() < wait_until:  # noqa: ASYNC110 - another thread fills it
             await asyncio.sleep(1)
@@ -123,6 +133,7 @@ async def test_three_workers_500_tickets_breaching_together_one_killed_one_termi
             "tickets": TICKETS,
             "workers": 3,
             "opened_in_seconds": round(open_seconds, 1),
+            "workers_ready_seconds_before_deadline": round(ready_before_deadline, 1),
             "notices_expected": expected,
             "notices_applied_once": len(receiver.seen_ids),
             "deliveries_total": sum(deliveries.values()),

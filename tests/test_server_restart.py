@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +21,7 @@ from config.settings import Settings
 from store.repository import Store
 from tests.conftest import TEST_CODEC_KEYS, TEST_CONVERTER, TEST_SECRET, make_settings
 from tests.helpers import AGENT, LEAD, ticket, until
+from tests.ports import free_port
 from tests.receiver import Receiver
 from tests.test_digests import start_worker
 from tests.test_store_devserver import fast_policy
@@ -29,12 +29,6 @@ from workers.devserver import DevServer
 
 N = 6
 TARGET = 12  # seconds to the first-response breach
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def worker_env(settings: Settings, task_queue: str, address: str) -> dict[str, str]:

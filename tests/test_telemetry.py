@@ -27,6 +27,7 @@ from cli.replay import load_history
 from config.settings import Settings
 from tests.conftest import TEST_CONVERTER, make_settings, policy_doc
 from tests.helpers import AGENT, ticket, until
+from tests.ports import free_port
 from tests.receiver import Receiver
 from workers.connection import binary, register_search_attributes
 from workers.telemetry import (
@@ -47,12 +48,6 @@ COUNTED_WHEN_WEDGED = {
     "temporal_sticky_cache_total_forced_eviction_total",
 }
 Samples = dict[str, list[tuple[dict[str, str], float]]]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
