@@ -21,6 +21,7 @@ import asyncio
 import copy
 import json
 import logging
+import os
 import random
 import time
 import uuid
@@ -622,6 +623,21 @@ def next_action(rng: random.Random, s: TicketStatus) -> tuple[str, dict[str, Any
     return rng.choice(choices)
 
 
+def event_outline(history: WorkflowHistory, limit: int = 60) -> str:
+    """`id:TYPE` of a history's first events (with the names of timers, activities and markers)."""
+    parts = []
+    for e in list(history.events)[:limit]:
+        kind = EventType.Name(e.event_type).removeprefix("EVENT_TYPE_")
+        attrs = e.WhichOneof("attributes")
+        detail = ""
+        if attrs == "activity_task_scheduled_event_attributes":
+            detail = f"({e.activity_task_scheduled_event_attributes.activity_type.name})"
+        elif attrs == "marker_recorded_event_attributes":
+            detail = f"({e.marker_recorded_event_attributes.marker_name})"
+        parts.append(f"{e.event_id}:{kind}{detail}")
+    return " ".join(parts)
+
+
 def save_histories(folder: Path, histories: list[WorkflowHistory]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for h in histories:  # named by workflow id, as `escalations replay --history` expects; a folder per run
@@ -806,10 +822,12 @@ async def test_random_valid_histories_replay_on_current_code(
     for key, count in sorted((tally + ends + raced).items()):
         print(f"  {count:5d}  {key}")
     if results.replay_failures:  # kept for `escalations replay --history FILE`
-        saved = save_histories(
-            tmp_path / "replay-failures", [h for h in histories if h.run_id in results.replay_failures]
-        )
+        # Also outside pytest's rotating temporary folders (FUZZ_FAILURES_DIR), and the first one's
+        # events in the failure message, so that a failure in CI can be read after the run.
+        failing = [h for h in histories if h.run_id in results.replay_failures]
+        saved = save_histories(Path(os.environ.get("FUZZ_FAILURES_DIR") or tmp_path) / "replay-failures", failing)
         print(f"  histories that do not replay: {saved}")
+        problems.append("first failing history: " + event_outline(failing[0]))
 
     assert not problems, "\n".join(problems)
     # The workload itself (how many were escalated, resolved, paused) depends on how busy the machine
