@@ -5,7 +5,6 @@ show. Anything without a token is 401."""
 
 from __future__ import annotations
 
-import base64
 import json
 
 import httpx
@@ -13,7 +12,7 @@ from fastapi import FastAPI
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
-from workers.codec import EncryptionCodec, KeyRing, key_entry
+from workers.codec import ENCODING, EncryptionCodec, KeyRing, key_entry
 from workers.codec_server import UNDECRYPTABLE_HEADER, create_codec_app
 
 TOKEN = "t0ken-for-tests"
@@ -70,6 +69,6 @@ async def test_encode_then_decode_round_trips() -> None:
     sealed = await client.post("/encode", content=body(plain([1, 2])), headers=auth)
     assert sealed.status_code == 200
     (payload,) = decoded(sealed.text)
-    assert base64.b64encode(payload.data) and payload.metadata["encoding"] != b"json/plain"
+    assert payload.metadata["encoding"] == ENCODING and b"[1, 2]" not in payload.data  # sealed
     opened = await client.post("/decode", content=sealed.text, headers=auth)
     assert [json.loads(p.data) for p in decoded(opened.text)] == [[1, 2]]
