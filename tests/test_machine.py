@@ -33,7 +33,7 @@ from workflows.models import ACTIONS, ClockName, State, Ticket, TimelineEvent
 from workflows.outbox import backoff
 from workflows.state import MAX_KEYS, MAX_OUTBOX, MAX_VISITED, Carried, Notice, PolicyRef, TicketState
 from workflows.timers import finished, next_due, tick_due
-from workflows.transitions import TABLE
+from workflows.transitions import RESUMED, TABLE
 
 T0 = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)  # a Monday
 POLICY = parse_policy(policy_doc())
@@ -578,6 +578,9 @@ def test_every_cell_of_the_table(name: str, state: State) -> None:
     else:
         assert decision.refusal is None, decision.refusal
         assert "action_rejected" not in kinds(decision) and decision.events
+        # The cell's target state is what its handler leaves the ticket in.
+        target = before.resume_state if cell.target == RESUMED else cell.target
+        assert decision.state.state == target, f"{name} from {state.value}: {decision.state.state} != {target}"
         if cell.note.startswith("recorded"):  # on the timeline only
             assert decision.state.model_dump() == before.model_dump()
         else:
