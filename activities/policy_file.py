@@ -14,11 +14,10 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from config.holiday_dates import holiday_years, resolve_holidays
 from config.loading import PolicyError, load_policy_file
 from config.model import Policy
-from config.notification_schema import ChannelKind, Endpoint
 from config.settings import Settings
+from config.snapshots import frozen_policy
 from config.urls import endpoint_problems
 from workflows.messages import PolicySnapshot
 from workflows.metrics import DESCRIPTIONS, POLICY_INVALID
@@ -88,17 +87,9 @@ class PolicyFile:
 
 
 def freeze(policy: Policy, settings: Settings, year: int) -> PolicySnapshot:
-    """The snapshot a ticket opened in `year` carries: holidays expanded, endpoints by name only."""
+    """The snapshot a ticket opened in `year` carries (`config.snapshots.frozen_policy`)."""
     version = policy.version_label(settings.policy_path)  # of the file, as `policy check` prints it
-    policy = resolve_holidays(policy, holiday_years(year))
-    # Endpoints by name only: a URL (or `WEBHOOK_URL`) is looked up again at delivery, never frozen.
-    endpoints = [e.model_copy(update={"url": None}) for e in policy.notifications.endpoints]
-    if settings.webhook_url:
-        endpoints = [e for e in endpoints if e.channel != ChannelKind.webhook]
-        endpoints.insert(0, Endpoint(name="settings"))
-    policy = policy.model_copy(
-        update={"notifications": policy.notifications.model_copy(update={"endpoints": endpoints})}
-    )
+    policy = frozen_policy(policy, year, webhook_url_set=bool(settings.webhook_url))
     return PolicySnapshot(
         version=version,
         fingerprint=policy.fingerprint(),

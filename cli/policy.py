@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import CliError, ExitCode, JsonOption, policy_app, print_json, quiet_logs, run_async
+from cli.app import CliError, ExitCode, JsonOption, policy_app, print_json
 
 PolicyFile = Annotated[Path, typer.Argument(help="A policy file (YAML or JSON).", show_default=False)]
 
@@ -56,19 +56,15 @@ def simulate(
     days: Annotated[float, typer.Option(min=0, help="How much policy time to simulate.")] = 10,
     as_json: JsonOption = False,
 ) -> None:
-    """Run the real workflow on the time-skipping test server and print its schedule.
+    """Run the workflow's decisions at exact instants (no server needed) and print the schedule.
 
     Example: escalations policy simulate config/policies/default.yaml --ticket @config/examples/ticket.json
     --events @config/examples/events.json --days 5
     """
     from cli.simulate import simulate as run_simulation
 
-    quiet_logs("ERROR")  # the simulated ticket's own log lines are the schedule printed below
-
     if not file.is_file():
         raise CliError(f"no such file: {file}", ExitCode.BAD_INPUT)
-    code = run_async(
-        run_simulation(argparse.Namespace(file=str(file), ticket=ticket, events=events, days=days, json=as_json))
-    )
+    code = run_simulation(argparse.Namespace(file=str(file), ticket=ticket, events=events, days=days, json=as_json))
     if code:
         raise typer.Exit(code)

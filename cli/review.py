@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from cli.app import CliError, ExitCode, JsonOption, app, policy_app, print_json, run_async, settings
+from cli.app import CliError, ExitCode, JsonOption, app, policy_app, print_json, settings
+
+if TYPE_CHECKING:
+    from config.settings import Settings
+    from store.repository import Store
 
 GroupBy = Literal["none", "department", "tier", "channel", "category", "priority", "policy_version"]
 Since = Annotated[str, typer.Option(help="The period: 30d, 12h, 2w (at most 366 days) or an RFC 3339 time.")]
@@ -30,26 +30,11 @@ def _period(since: str, until: str | None) -> tuple[datetime, datetime, datetime
     return start, end, now
 
 
-@contextlib.contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
-    """While the replay runs, everything written to standard output (the SDK core's and the policy
-    loader's log lines) goes to standard error, so the result on stdout stays parseable."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-def _store(config: object) -> object:
+def _store(config: Settings) -> Store:
     from store.repository import shared_store
 
     try:
-        return shared_store(config.store_database_url)  # type: ignore[attr-defined]
+        return shared_store(config.store_database_url)
     except Exception as err:  # unreachable database, bad URL: one line, exit 1
         raise CliError(
             f"cannot open the record store: {str(err).splitlines()[0][:200]}", ExitCode.UNREACHABLE
@@ -75,7 +60,7 @@ def review(
     config = settings()
     store = _store(config)
     result = review_from_store(
-        store,  # type: ignore[arg-type]
+        store,
         calendars_of(config.policy_path),
         since=start,
         until=end,
@@ -98,8 +83,8 @@ def backtest(
     limit: Annotated[int, typer.Option(min=1, max=500, help="Replay at most this many tickets (oldest first).")] = 50,
     as_json: JsonOption = False,
 ) -> None:
-    """Replay stored tickets through the real workflow under a proposed policy (time-skipping server) and
-    print the review metrics side by side with what happened, per department.
+    """Replay stored tickets through the workflow's decisions under a proposed policy (no server needed)
+    and print the review metrics side by side with what happened, per department.
 
     Example: escalations policy backtest new.yaml --since 30d
     """
@@ -111,8 +96,7 @@ def backtest(
     start, end, now = _period(since, until)
     store = _store(settings())
     try:
-        with _stdout_to_stderr():
-            result = run_async(run_backtest(store, file, start, end, now, limit))  # type: ignore[arg-type]
+        result = run_backtest(store, file, start, end, now, limit)
     except PolicyError as err:
         raise CliError(str(err), ExitCode.BAD_INPUT) from None
     if as_json:

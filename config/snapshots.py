@@ -1,14 +1,17 @@
-"""A module-level cache of the policies tickets froze, one validated `Policy` per fingerprint.
+"""The policy as a ticket freezes it, and a cache of the frozen policies, one per fingerprint.
 
-Workflows rebuild their policy from the snapshot in their history at every start and replay;
-sharing one decoded object per fingerprint saves each open ticket its own copy.
+`frozen_policy` is what a ticket opened in a given year carries (the worker's `load_policy` and the
+simulator both use it). Workflows rebuild their policy from the snapshot in their history at every
+start and replay; sharing one decoded object per fingerprint saves each open ticket its own copy.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from config.holiday_dates import holiday_years, resolve_holidays
 from config.model import Policy
+from config.notification_schema import ChannelKind, Endpoint
 from config.schema import FROZEN
 
 _SNAPSHOTS: dict[str, Policy] = {}
@@ -30,3 +33,23 @@ def policy_from_snapshot(fingerprint: str, document: dict[str, Any]) -> Policy:
         _SNAPSHOTS.pop(next(iter(_SNAPSHOTS)))
     _SNAPSHOTS[fingerprint] = policy
     return policy
+
+
+def frozen_policy(policy: Policy, year: int, *, webhook_url_set: bool = False) -> Policy:
+    """The policy a ticket opened in `year` carries: holidays expanded, endpoints by name only.
+
+    A URL (or the worker's `WEBHOOK_URL`, `webhook_url_set`) is looked up again at delivery, never
+    frozen; with `WEBHOOK_URL` set, the policy's webhook endpoints give way to the one it names."""
+    policy = resolve_holidays(policy, holiday_years(year))
+    endpoints = [e.model_copy(update={"url": None}) for e in policy.notifications.endpoints]
+    if webhook_url_set:
+        endpoints = [e for e in endpoints if e.channel != ChannelKind.webhook]
+        endpoints.insert(0, Endpoint(name="settings"))
+    return policy.model_copy(update={"notifications": policy.notifications.model_copy(update={"endpoints": endpoints})})
+
+
+def ticket_policy(policy: Policy, year: int, *, webhook_url_set: bool = False) -> Policy:
+    """The `Policy` object a ticket opened in `year` decides with: frozen, then read back from its
+    snapshot document exactly as the workflow reads it (the simulator decides with this one)."""
+    frozen = frozen_policy(policy, year, webhook_url_set=webhook_url_set)
+    return policy_from_snapshot(frozen.fingerprint(), frozen.model_dump(mode="json"))

@@ -1,50 +1,37 @@
 """`policy backtest`: what would the stored tickets have looked like under another policy?
 
-Each stored ticket life in the period is replayed through the real `TicketEscalation` workflow on
-the time-skipping test server, under the proposed policy: started with the ticket as it opened
-(the store keeps it), then each agent action sent at the moment it came (the store keeps every
-action as it arrived, accepted or not). Outbound side effects go to a recorder, never out. Then the
-review metrics of what happened (the stored timelines) and of the replay are printed side by side
-per department (the department the ticket was first routed to, so both columns count the same
-tickets).
-
-The time-skipping server's clock only moves forward from today, so a ticket is replayed a whole
-number of weeks after it really opened: weekday and local time of day are kept (business hours
-line up), and every action keeps its offset from the opening. One ticket at a time, one server for
-the run (Temporal's time-skipping server does not run several tickets at once well).
+Each stored ticket life in the period is replayed through the workflow's own decisions
+(`workflows/simulation.py`) under the proposed policy, at its real dates: opened with the ticket as
+it opened (the store keeps it), then each agent action at the instant it came (the store keeps
+every action as it arrived, accepted or not). Nothing is sent anywhere and no server is needed.
+Then the review metrics of what happened (the stored timelines) and of the replay are printed side
+by side per department (the department the ticket was first routed to, so both columns count the
+same tickets).
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from temporalio import activity
-from temporalio.client import WorkflowUpdateFailedError
-from temporalio.common import RawValue
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from config.policy import Calendar, load_policy_file
+from config.policy import Calendar, Policy, load_policy_file
+from config.snapshots import ticket_policy
 from review.aggregate import review
 from review.derive import Business, derive
 from review.rows import EventRow, TicketFacts
 from store.models import EventRow as StoredEventRow
 from store.models import TicketRow
 from store.repository import Store
-from workflows.models import ACTIONS, WORKFLOW_TYPE, Ticket, Timeline, workflow_id_for
+from workflows.models import ACTIONS, Ticket
+from workflows.simulation import Simulation
 
-WEEK = timedelta(days=7)
 MAX_TICKETS = 500
 # Replay each ticket until this long after its last stored event (ladders may fire after it).
 TAIL = timedelta(hours=1)
@@ -131,109 +118,23 @@ def load_lives(
     return lives, skipped
 
 
-@activity.defn(dynamic=True)
-async def _recorder(args: Sequence[RawValue]) -> dict[str, Any]:
-    """Every outbound activity (notices, helpdesk, store): nothing leaves a backtest.
-
-    The answer satisfies each result model the workflow decodes (extra fields are ignored)."""
-    return {
-        "webhook_id": "backtest",
-        "endpoint": "backtest",
-        "status_code": 200,
-        "attempt": 1,
-        "outcome": "skipped",
-        "detail": "backtest",
-        "written": 0,
-        "duplicates": 0,
-    }
-
-
-async def replay(lives: Sequence[StoredLife], policy_file: Path, now: datetime) -> list[TicketFacts]:
-    """Each life through the real workflow under `policy_file`; the replayed timelines, moved back
-    to the real dates (so periods and days compare)."""
-    from activities.ticket_activities import TicketActivities
-    from config.settings import Settings
-    from workers.connection import binary, register_search_attributes
-    from workflows.ticket import TicketEscalation
-
-    settings = Settings(policy_path=policy_file, _env_file=None)
-    settings = settings.model_copy(update={"store_events": False, "webhook_url": None})
-    loader = TicketActivities(settings, None)  # type: ignore[arg-type]
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=str(binary("temporal-test-server"))
-    )
+def replay(lives: Sequence[StoredLife], policy_file: Path, now: datetime) -> list[TicketFacts]:
+    """Each life under `policy_file`, from its opening to an hour after its last stored event (ladders
+    may fire after it), never past `now` or 30 days: the replayed timelines."""
+    source = load_policy_file(policy_file)
+    label = source.version_label(policy_file)
+    by_year: dict[int, Policy] = {}
     out: list[TicketFacts] = []
-    try:
-        await register_search_attributes(env.client, "default")
-        task_queue = f"backtest-{uuid.uuid4().hex[:8]}"
-        async with Worker(
-            env.client,
-            task_queue=task_queue,
-            workflows=[TicketEscalation],
-            activities=[loader.load_policy, _recorder],
-        ):
-            for life in lives:
-                out.append(await _replay_one(env, life, task_queue, now))
-    finally:
-        await env.shutdown()
-    return out
-
-
-async def _replay_one(env: WorkflowEnvironment, life: StoredLife, task_queue: str, now: datetime) -> TicketFacts:
-    opened = life.ticket.opened_at
-    assert opened is not None
-    clock = await env.get_current_time()
-    weeks = max(1, math.ceil((clock - opened + timedelta(minutes=1)) / WEEK))
-    shift = weeks * WEEK
-    start = opened + shift
-    await env.sleep(start - clock)
-    ticket = life.ticket.model_copy(
-        update={"opened_at": start, "ticket_id": f"{life.ticket.ticket_id}.bt{uuid.uuid4().hex[:6]}"}
-    )
-    handle = await env.client.start_workflow(
-        WORKFLOW_TYPE, ticket, id=workflow_id_for(ticket.ticket_id), task_queue=task_queue
-    )
-    cursor = start
-    for action in sorted(life.actions, key=lambda a: a.at):
-        target = max(action.at + shift, start)
-        if target > cursor:
-            await env.sleep(target - cursor)
-            cursor = target
-        try:
-            payload = ACTIONS[action.name].model_validate(action.payload)
-            await handle.execute_update(action.name, payload)
-        except (ValidationError, WorkflowUpdateFailedError):
-            pass  # refused under this policy (or then): the replay goes on, as the ticket did
-    end = min(max(life.last_at or opened, opened) + TAIL, now, opened + MAX_SPAN) + shift
-    if end > cursor:
-        await env.sleep(end - cursor)
-    timeline = await handle.query("timeline", result_type=Timeline)
-    await handle.terminate("backtest finished")
-    events = [
-        EventRow(at=e.at - shift, kind=e.kind, actor=e.actor, detail=_shift_detail(e.detail, shift))
-        for e in timeline.events
-    ]
-    return life.facts.model_copy(update={"events": events})
-
-
-def _shift_detail(detail: dict[str, Any], shift: timedelta) -> dict[str, Any]:
-    """Move the instants a replayed row carries back by `shift` (deadlines, opened_at)."""
-    out = dict(detail)
-    for key in ("deadline", "opened_at", "until"):
-        value = out.get(key)
-        if isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                out[key] = (datetime.fromisoformat(value) - shift).isoformat()
-    for key in ("deadlines", "deadlines_after"):
-        value = out.get(key)
-        if isinstance(value, dict):
-            moved = {}
-            for name, when in value.items():
-                try:
-                    moved[name] = (datetime.fromisoformat(when) - shift).isoformat() if isinstance(when, str) else when
-                except ValueError:
-                    moved[name] = when
-            out[key] = moved
+    for life in lives:
+        opened = life.ticket.opened_at
+        assert opened is not None
+        opened = opened.astimezone(UTC)
+        policy = by_year.get(opened.year) or by_year.setdefault(opened.year, ticket_policy(source, opened.year))
+        sim = Simulation.open(policy, label, life.ticket, started_at=opened, workflow_id=f"backtest-{life.life_id}")
+        actions = [(max(a.at, opened), a.name, a.payload) for a in life.actions]
+        sim.run(actions, until=min(max(life.last_at or opened, opened) + TAIL, now, opened + MAX_SPAN))
+        events = [EventRow(at=e.at, kind=e.kind, actor=e.actor, detail=e.detail) for e in sim.timeline]
+        out.append(life.facts.model_copy(update={"events": events}))
     return out
 
 
@@ -321,12 +222,12 @@ def compare(
     return Backtest(policy=policy, since=since, until=until, tickets=len(lives), skipped=skipped, rows=rows)
 
 
-async def run_backtest(
+def run_backtest(
     store: Store, policy_file: Path, since: datetime, until: datetime, now: datetime, limit: int
 ) -> Backtest:
     policy = load_policy_file(policy_file)  # PolicyError: the caller reports it (exit 2)
     lives, skipped = load_lives(store, since, until, limit)
-    replayed = await replay(lives, policy_file, now) if lives else []
+    replayed = replay(lives, policy_file, now) if lives else []
     return compare(
         lives,
         replayed,

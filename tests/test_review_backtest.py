@@ -193,7 +193,7 @@ async def test_backtest_shows_the_known_difference(tmp_path: Path) -> None:
     lives, skipped = load_lives(store, since, until)
     assert [life.ticket.ticket_id for life in lives] == ["BT-1", "BT-2", "BT-3"] and skipped == 0
     assert [len(life.actions) for life in lives] == [2, 2, 3]
-    result = await run_backtest(store, proposed, since, until, now, limit=10)
+    result = run_backtest(store, proposed, since, until, now, limit=10)
     rows = {r.department: r for r in result.rows}
     assert set(rows) == {"billing", "support", "all"}
     billing, support = rows["billing"], rows["support"]
@@ -277,7 +277,7 @@ async def test_backtest_of_a_ticket_the_real_workflow_stored(tmp_path: Path) -> 
     now = datetime.now(UTC) + timedelta(days=1)
     lives, _ = load_lives(store, now - timedelta(days=3), now)
     assert [a.name for life in lives for a in life.actions] == ["acknowledge", "resolve"]
-    result = await run_backtest(store, proposed, now - timedelta(days=3), now, now, limit=5)
+    result = run_backtest(store, proposed, now - timedelta(days=3), now, now, limit=5)
     billing = next(r for r in result.rows if r.department == "billing")
     assert (billing.actual.breaches, billing.proposed.breaches) == (0, 2)
     assert (billing.actual.escalations, billing.proposed.escalations) == (0, 1)

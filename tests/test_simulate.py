@@ -1,4 +1,4 @@
-"""`policy simulate`: the real workflow's schedule for a hypothetical ticket, in local time.
+"""`policy simulate`: the workflow's decisions for a hypothetical ticket at exact instants, in local time.
 
 Urgent ticket from a public social post, Friday 16:55 in Berlin, Monday a public holiday (Whit
 Monday, from the `holidays` package's German calendar). Office hours 09:00-12:30 and 13:30-17:00.
@@ -13,21 +13,22 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
+from temporalio.testing import WorkflowEnvironment
 
-import workflows.decisions as decisions
-import workflows.timers as timers
-from activities.ticket_activities import TicketActivities
 from cli.simulate import SimEvent, run_simulation
-from config.policy import load_policy_file, policy_from_snapshot
-from config.settings import DEFAULT_POLICY, Settings
-from workflows.decision_types import Action, Ctx, Delivery, Input, Tick
-from workflows.messages import LoadPolicyInput
-from workflows.models import ACTIONS, Ticket, TimelineEvent
+from config.policy import load_policy_file
+from config.settings import DEFAULT_POLICY
+from config.snapshots import ticket_policy
+from tests.conftest import policy_doc
+from tests.helpers import ticket
+from tests.receiver import Receiver
+from workflows.models import Ticket, TimelineEvent, workflow_id_for
+from workflows.simulation import Simulation
 
 FRIDAY = "2035-05-11T16:55:00+02:00"  # Whit Monday 2035 is 14 May
 
@@ -56,7 +57,7 @@ def urgent_social_post() -> Ticket:
 
 
 async def test_friday_evening_urgent_social_post_over_a_holiday_weekend(tmp_path: Path) -> None:
-    lines = await run_simulation(social_policy(tmp_path), urgent_social_post(), [], days=5)
+    lines = run_simulation(social_policy(tmp_path), urgent_social_post(), [], days=5)
     text = "\n".join(lines)
     print(text)
     expected = [
@@ -111,7 +112,7 @@ async def test_simulated_agent_events(tmp_path: Path) -> None:
             }
         ),
     ]
-    lines = await run_simulation(social_policy(tmp_path), urgent_social_post(), events, days=4)
+    lines = run_simulation(social_policy(tmp_path), urgent_social_post(), events, days=4)
     text = "\n".join(lines)
     assert "Tue 2035-05-15 09:00:00 CEST | acknowledged" in text
     morning = [line for line in lines if line.startswith("Tue 2035-05-15 09:")]
@@ -170,7 +171,7 @@ def agent_events() -> list[SimEvent]:
 
 async def test_a_deadline_at_closing_time_is_printed_at_closing_time(tmp_path: Path) -> None:
     t = urgent_social_post().model_copy(update={"opened_at": datetime.fromisoformat(TUESDAY)})
-    lines = await run_simulation(social_policy(tmp_path), t, agent_events(), days=2)
+    lines = run_simulation(social_policy(tmp_path), t, agent_events(), days=2)
     text = "\n".join(lines)
     assert (
         "Tue 2035-05-15 14:00:00 CEST | sla_resumed: resumed; deadlines now resolution Tue 2035-05-15 17:00:00 CEST"
@@ -181,65 +182,101 @@ async def test_a_deadline_at_closing_time_is_printed_at_closing_time(tmp_path: P
     assert "Wed 2035-05-16 09:00:00 CEST | sla_breached" not in text
 
 
-async def oracle(policy_file: Path, ticket: Ticket, events: list[SimEvent], days: float) -> list[TimelineEvent]:
-    """What a real ticket decides when every timer and action is on time: the workflow's own decision
-    function (`workflows/decisions.py`; the workflow decides nothing) driven at exact instants, with the
-    same frozen policy the ticket loads, and every notice delivered at once."""
-    settings = Settings(policy_path=policy_file, _env_file=None)
-    assert ticket.opened_at is not None
-    opened = ticket.opened_at.astimezone(UTC)  # workflow time is UTC
-    loader = TicketActivities(settings, None)  # type: ignore[arg-type]
-    snapshot = await loader.load_policy(LoadPolicyInput(opened_at=opened))
-    policy = policy_from_snapshot(snapshot.fingerprint, snapshot.document)
+def comparable_events(events: list[TimelineEvent]) -> list[TimelineEvent]:
+    """Every row but the deliveries' (a server delivers a notice a task later; the simulation at once)."""
+    return [e for e in events if not e.kind.startswith(("notification", "helpdesk"))]
 
-    def ctx(now: datetime) -> Ctx:
-        return Ctx(now=now, workflow_id="ticket-oracle", life="oracle")
 
-    decision = decisions.open_ticket(policy, snapshot.version, ticket, ctx(opened))
-    state, out = decision.state, list(decision.events)
-    todo = sorted(enumerate(events), key=lambda item: (item[1].after, item[0]))
-    end = opened + timedelta(days=days)
+def comparable(events: list[TimelineEvent]) -> list[tuple[datetime, str, str | None, dict[str, Any]]]:
+    return [(e.at, e.kind, e.actor, e.detail) for e in comparable_events(events)]
 
-    def apply(event: Input, now: datetime) -> None:
-        nonlocal state
-        d = decisions.decide(state, policy, ticket, event, ctx(now))
-        state = d.state
-        out.extend(d.events)
-        for notice in d.effects:  # delivered at once, as the simulation's recorders do
-            d2 = decisions.decide(state, policy, ticket, Delivery(notice.key, ok=True), ctx(now))
-            state = d2.state
-            out.extend(d2.events)
 
-    while True:
-        due = timers.next_due(state, policy)
-        action_at = opened + todo[0][1].after if todo else None
-        if due is not None and timers.tick_due(state, policy, due[0]) and (action_at is None or due[0] <= action_at):
-            if due[0] > end:
-                break
-            apply(Tick(), due[0])
-        elif action_at is not None and action_at <= end:
-            index, event = todo.pop(0)
-            data = ACTIONS[event.action].model_validate(event.payload).model_dump(mode="json")
-            apply(Action(event.action, data, via="update", key=f"simulated-{index}"), max(action_at, opened))
+async def test_simulate_and_the_real_workflow_agree_to_the_microsecond(
+    ts_env: WorkflowEnvironment, receiver: Receiver, make_harness: Any
+) -> None:
+    """One urgent ticket on the real workflow and worker (time-skipping server): its first-response
+    ladder (warning, breach), acknowledged late, paused for two hours, its resolution ladder (warning,
+    breach, escalation to tier 2, CC), resolved, reopened. Then the simulation, given the instants
+    at which the real ticket took each input (the server runs a timer a few milliseconds after its
+    due instant), must write the same timeline to the microsecond: every deadline, every instant,
+    every detail, and the same notices."""
+    doc = policy_doc()
+    async with make_harness(ts_env, receiver, doc) as h:
+        t = ticket(priority="urgent")  # tier 1: first response 30 min, resolution 8 h
+        await h.tickets.open(t)
+        wid = workflow_id_for(t.ticket_id)
+        life = (await h.client.get_workflow_handle(wid).describe()).run_id
+        sent: list[tuple[str, dict[str, Any]]] = []
+        ann = {"id": "ann", "role": "agent"}
+        steps: list[tuple[timedelta, str, dict[str, Any]]] = [
+            (timedelta(minutes=40), "acknowledge", {"actor": ann}),
+            (timedelta(minutes=20), "pending_customer", {"actor": ann}),
+            (timedelta(hours=2), "customer_replied", {"note": "here it is"}),
+            (timedelta(hours=8), "resolve", {"actor": ann, "resolution": "done"}),
+            (timedelta(hours=1), "reopen", {"actor": ann, "reason": "not fixed"}),
+        ]
+        for wait, name, payload in steps:
+            await ts_env.sleep(wait)
+            await h.tickets.act(t.ticket_id, name, payload)
+            sent.append((name, payload))
+        await ts_env.sleep(timedelta(hours=1))
+        real = (await h.tickets.timeline(t.ticket_id)).events
+        version = h.settings.policy_path
+
+    kinds = [e.kind for e in real]
+    for wanted in ("ladder_step", "sla_breached", "sla_paused", "sla_resumed", "escalated", "resolved", "reopened"):
+        assert wanted in kinds, kinds
+    # The instants the real ticket took its inputs: each action at its event's instant, every other
+    # row's instant as a timer's (a breach's: its `noticed_at`; its row is dated at the deadline); a
+    # tick with nothing due does nothing.
+    produced = {"acknowledge": "acknowledged", "pending_customer": "sla_paused", "customer_replied": "sla_resumed"}
+    actions: list[tuple[datetime, str, dict[str, Any]]] = []
+    for name, payload in sent:
+        kind = produced.get(name, name + "d" if name.endswith("e") else name + "ed")
+        at = next(e.at for e in real if e.kind == kind and e.at not in [a for a, _, _ in actions])
+        actions.append((at, name, payload))
+    action_instants = {at for at, _, _ in actions}
+    ticks = {e.at for e in comparable_events(real) if e.kind != "sla_breached" and e.at not in action_instants}
+    ticks |= {datetime.fromisoformat(e.detail["noticed_at"]) for e in real if e.kind == "sla_breached"}
+    opened = next(e for e in real if e.kind == "ticket_opened")
+
+    source = load_policy_file(version)
+    sim = Simulation.open(
+        ticket_policy(source, opened.at.year, webhook_url_set=True),
+        source.version_label(version),
+        t,
+        started_at=opened.at,
+        workflow_id=wid,
+        life=life,
+    )
+    inputs: list[tuple[datetime, int, str, dict[str, Any]]] = [(at, 0, "", {}) for at in ticks - {opened.at}]
+    inputs = sorted(inputs + [(at, 1, name, payload) for at, name, payload in actions])
+    for at, is_action, name, payload in inputs:
+        if is_action:
+            assert sim.act(at, name, payload, exact=False) is None
         else:
-            break
-    return out
+            sim.tick(at)
+
+    assert len(comparable(real)) > 20
+    assert comparable(sim.timeline) == comparable(real)
+    delivered = sorted(e.detail["key"] for e in real if e.kind == "notification_delivered")
+    assert sorted(s.notice.key for s in sim.sent if s.notice.activity != "reassign") == delivered
 
 
-async def test_the_simulated_schedule_is_the_real_tickets_to_the_microsecond(tmp_path: Path) -> None:
-    policy = social_policy(tmp_path)
+def test_a_pause_at_an_exact_instant_moves_the_deadline_exactly(tmp_path: Path) -> None:
+    """Paused at 10:00:00 sharp with 3 h of resolution time left, resumed at 14:00:00 sharp: the
+    deadline is 17:00:00 sharp, not a millisecond either side (and the breach fires then)."""
     t = urgent_social_post().model_copy(update={"opened_at": datetime.fromisoformat(TUESDAY)})
     timeline: list[TimelineEvent] = []
-    await run_simulation(policy, t, agent_events(), days=2, timeline_out=timeline)
-    expected = await oracle(policy, t, agent_events(), days=2)
-
-    def rows(events: list[TimelineEvent]) -> list[tuple[datetime, str, str | None, dict[str, Any]]]:
-        return [
-            (e.at, e.kind, e.actor, e.detail) for e in events if not e.kind.startswith(("notification", "helpdesk"))
-        ]
-
-    assert len(rows(timeline)) > 20
-    assert rows(timeline) == rows(expected)
+    run_simulation(social_policy(tmp_path), t, agent_events(), days=1, timeline_out=timeline)
+    paused = next(e for e in timeline if e.kind == "sla_paused")
+    resumed = next(e for e in timeline if e.kind == "sla_resumed")
+    breach = next(e for e in timeline if e.kind == "sla_breached" and e.detail["clock"] == "resolution")
+    berlin = datetime.fromisoformat(TUESDAY).tzinfo
+    assert paused.at == datetime(2035, 5, 15, 10, tzinfo=berlin)
+    assert resumed.at == datetime(2035, 5, 15, 14, tzinfo=berlin)
+    assert datetime.fromisoformat(resumed.detail["deadlines"]["resolution"]) == datetime(2035, 5, 15, 17, tzinfo=berlin)
+    assert breach.at == datetime(2035, 5, 15, 17, tzinfo=berlin)
 
 
 async def test_a_ticket_that_completes_within_the_simulated_days(tmp_path: Path) -> None:
@@ -247,7 +284,7 @@ async def test_a_ticket_that_completes_within_the_simulated_days(tmp_path: Path)
     ticket completes, and the schedule still prints, one row per line whatever the resolution says."""
     resolve = {"actor": {"id": "ann", "role": "agent"}, "resolution": "done | <ok>\nfine\u202e"}
     events = [SimEvent.model_validate({"after": "PT1H", "action": "resolve", "payload": resolve})]
-    lines = await run_simulation(social_policy(tmp_path), urgent_social_post(), events, days=9)
+    lines = run_simulation(social_policy(tmp_path), urgent_social_post(), events, days=9)
     assert any(line.startswith("Fri 2035-05-11 17:55:00 CEST | resolved") for line in lines)
     assert all("\n" not in line and "\u202e" not in line for line in lines)
     assert "NOTIFY ticket.resolved" in lines[-1] and lines[-1].endswith("done | <ok>\\nfine\\u202e")

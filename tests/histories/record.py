@@ -206,6 +206,7 @@ async def carried_from_outside(env: WorkflowEnvironment, tickets: TicketClient, 
 # Scenarios that run under their own policy (and settings) instead of the default one.
 OWN_POLICY: dict[str, Callable[[], dict[str, Any]]] = {"channels": channels_policy}
 
+
 async def stored_life(env: WorkflowEnvironment, tickets: TicketClient, tid: str, rx: Receiver) -> None:
     """Patch store-events-v1: a whole life written to the record store in batches, the last batch
     and the summary stored before the ticket completes (breach, escalation, resolve, reopen window)."""
