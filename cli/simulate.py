@@ -18,9 +18,10 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from api.export import as_duration, normalize_entry
+from api.export import normalize_entry
 from config.policy import PolicyError, load_policy_file
 from config.snapshots import ticket_policy
+from workflows.durations import as_iso
 from workflows.models import ACTIONS, Ticket, TimelineEvent, workflow_id_for
 from workflows.simulation import Simulation
 
@@ -50,7 +51,7 @@ def _describe(kind: str, detail: dict[str, Any], zone: ZoneInfo) -> str:
         return _local(datetime.fromisoformat(raw), zone) if raw else "-"
 
     def target() -> str:
-        return as_duration(str(detail.get("target"))) or str(detail.get("target"))
+        return as_iso(str(detail.get("target"))) or str(detail.get("target"))
 
     if kind == "sla_started":
         return f"{detail['clock']} clock starts: target {target()}, deadline {when('deadline')}"

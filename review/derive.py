@@ -18,12 +18,12 @@ from review.rows import (
     TicketFacts,
     agent_of,
     normalise_reason,
-    parse_duration,
     parse_time,
     tier_number,
 )
 from review.ticket_review import AtRisk, Breach, ClockRun, Escalation, Period, TicketReview
 from workflows.clock import CalendarError, business_time_between
+from workflows.durations import parse_duration
 
 
 class Business:

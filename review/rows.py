@@ -8,7 +8,7 @@ missing, never as an error, so one odd row does not stop a review.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -38,35 +38,6 @@ class TicketFacts(BaseModel):
     priority: str | None = Field(default=None, description="None: the routed priority from the timeline")
     opened_at: AwareDatetime | None = None
     events: list[EventRow] = Field(default_factory=list)
-
-
-_DURATION = re.compile(r"^(?:(?P<days>-?\d+) days?, )?(?P<h>\d+):(?P<m>\d\d):(?P<s>\d\d(?:\.\d+)?)$")
-
-
-_ISO_DURATION = re.compile(
-    r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
-)
-
-
-def parse_duration(text: Any) -> timedelta | None:
-    """`str(timedelta)` as the workflow writes it ('1 day, 2:00:00', '0:30:00'), ISO 8601 ('PT4H',
-    'P1DT2H') as the exported timeline writes it, or seconds."""
-    if isinstance(text, int | float) and not isinstance(text, bool):
-        return timedelta(seconds=float(text))
-    if not isinstance(text, str):
-        return None
-    iso = _ISO_DURATION.match(text.strip())
-    if iso and text.strip() not in ("P", "PT"):
-        return timedelta(
-            days=float(iso["d"] or 0),
-            hours=float(iso["h"] or 0),
-            minutes=float(iso["m"] or 0),
-            seconds=float(iso["s"] or 0),
-        )
-    m = _DURATION.match(text.strip())
-    if not m:
-        return None
-    return timedelta(days=int(m["days"] or 0), hours=int(m["h"]), minutes=int(m["m"]), seconds=float(m["s"]))
 
 
 def parse_time(value: Any) -> datetime | None:

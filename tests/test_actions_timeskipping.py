@@ -93,7 +93,7 @@ async def test_manual_escalations_functional_then_hierarchical(
         assert (moved.department, moved.tier, moved.queue, moved.state) == ("billing", 1, "billing-t1", State.open)
         assert moved.clocks[1].deadline == res_deadline  # the customer's wait goes on
         assert moved.clocks[0].state == "running"  # billing must respond anew
-        with pytest.raises(ActionRefused, match="hierarchical escalation needs 0h30m"):
+        with pytest.raises(ActionRefused, match="hierarchical escalation needs PT30M"):
             await tickets.act(t.ticket_id, "escalate", {"actor": AGENT, "kind": "hierarchical", "reason": "hard"})
         await ts_env.sleep(timedelta(minutes=31))
         up = await tickets.act(t.ticket_id, "escalate", {"actor": AGENT, "kind": "hierarchical", "reason": "hard"})

@@ -269,7 +269,7 @@ def test_any_row_reads_the_same_in_every_format(kind: str, actor: str | None, de
 
 
 def test_one_notation_for_durations_whatever_wrote_them() -> None:
-    from api.export import iso_duration
+    from workflows.durations import iso_duration
 
     assert [iso_duration(timedelta(**kw)) for kw in ({"days": 1}, {"minutes": 90}, {"seconds": 0.5}, {})] == [
         "PT24H",

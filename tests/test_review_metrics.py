@@ -226,7 +226,7 @@ def test_table_csv_and_periods(generated: tuple[list[TicketFacts], object]) -> N
 
 
 def test_durations_in_both_spellings() -> None:
-    from review.rows import parse_duration
+    from workflows.durations import parse_duration
 
     assert parse_duration("1 day, 2:00:00") == parse_duration("P1DT2H") == timedelta(hours=26)
     assert parse_duration("0:30:00") == parse_duration("PT30M") == timedelta(minutes=30)

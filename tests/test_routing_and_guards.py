@@ -69,7 +69,7 @@ def test_escalation_needs_a_reason() -> None:
 
 def test_min_time_in_tier_and_its_waivers() -> None:
     early = Escalate.model_validate({"actor": {"id": "a", "role": "agent"}, "kind": "hierarchical", "reason": "hard"})
-    with pytest.raises(Rejected, match="in tier 1 for 0h10m; hierarchical escalation needs 0h30m"):
+    with pytest.raises(Rejected, match="in tier 1 for PT10M; hierarchical escalation needs PT30M"):
         guards.check_escalate(snap(), POLICY, early, NOW)
     guards.check_escalate(snap(priority=Priority.urgent), POLICY, early, NOW)  # urgent: waived
     lead = early.model_copy(update={"actor": early.actor.model_copy(update={"role": "lead"})})

@@ -224,6 +224,8 @@ async def test_simulate_and_the_real_workflow_agree_to_the_microsecond(
         version = h.settings.policy_path
 
     kinds = [e.kind for e in real]
+    # Durations in the one notation at the source, the workflow's own timeline (not rewritten on export).
+    assert {e.detail["target"] for e in real if e.kind == "sla_started"} == {"PT30M", "PT8H", "PT15M", "PT4H"}
     for wanted in ("ladder_step", "sla_breached", "sla_paused", "sla_resumed", "escalated", "resolved", "reopened"):
         assert wanted in kinds, kinds
     # The instants the real ticket took its inputs: each action at its event's instant, every other

@@ -22,6 +22,7 @@ DETERMINISTIC_MODULES: tuple[str, ...] = (
     "workflows.decision_types",
     "workflows.decisions",
     "workflows.draft",
+    "workflows.durations",
     "workflows.guards",
     "workflows.messages",
     "workflows.metrics",

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from config.policy import Policy, Role
+from workflows.durations import iso_duration
 from workflows.models import (
     Acknowledge,
     ChangePriority,
@@ -153,9 +154,7 @@ def _revisits(visited: list[str]) -> int:
 
 
 def _fmt(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m"
+    return iso_duration(timedelta(seconds=int(delta.total_seconds())))
 
 
 def check_pending_customer(snap: TicketState, policy: Policy, action: PendingCustomer, now: datetime) -> None:

@@ -21,9 +21,10 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from config.policy import Channel, Priority, Role
+from workflows.durations import Duration
 
 WORKFLOW_TYPE = "TicketEscalation"
 
@@ -34,30 +35,6 @@ ShortText = Annotated[str, StringConstraints(max_length=2_000)]
 Note = Annotated[str, StringConstraints(max_length=10_000)]
 MAX_METADATA_BYTES = 16_384
 MAX_ACTION_BYTES = 65_536  # a whole action payload; larger ones are refused before they reach history
-
-
-def iso_duration(value: timedelta) -> str:
-    """ISO 8601 duration in hours, minutes and seconds: `PT1H30M`, `PT24H`, `PT0.5S`, `PT0S`.
-
-    The one notation for durations (status, summary, timelines, simulation). No days: a policy's
-    `P1D` is 24 hours of business time, not a calendar day, so it is written `PT24H`."""
-    sign = "-" if value < timedelta(0) else ""
-    micros = abs(value) // timedelta(microseconds=1)
-    seconds, micros = divmod(micros, 1_000_000)
-    hours, seconds = divmod(seconds, 3600)
-    minutes, seconds = divmod(seconds, 60)
-    text = ""
-    if hours:
-        text += f"{hours}H"
-    if minutes:
-        text += f"{minutes}M"
-    if seconds or micros:
-        text += f"{seconds}.{micros:06d}".rstrip("0").rstrip(".") + "S"
-    return f"{sign}PT{text or '0S'}"
-
-
-# A duration read as pydantic reads any (ISO 8601, seconds), written in the one notation above.
-Duration = Annotated[timedelta, PlainSerializer(iso_duration, return_type=str, when_used="json")]
 
 
 # An update id `<action>:<key>#sha256:<16 hex>`: the body's fingerprint after the idempotency key.

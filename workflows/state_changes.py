@@ -16,6 +16,7 @@ import workflows.routing as routing
 import workflows.sla as sla
 from config.policy import Recipient
 from workflows.draft import OPEN, PENDING, RESOLVED, SS, SYSTEM, Draft
+from workflows.durations import iso_duration
 from workflows.messages import ReassignInput
 from workflows.models import Actor, ClockName
 from workflows.outbox import enqueue, notify
@@ -62,7 +63,7 @@ def start_clock(d: Draft, name: ClockName, start: datetime) -> None:
         "sla_started",
         by=SYSTEM,
         clock=name.value,
-        target=str(target),
+        target=iso_duration(target),
         calendar=calendar,
         deadline=clock.deadline.isoformat() if clock.deadline else None,
     )

@@ -16,14 +16,12 @@ from api.export.normalize import (
     AuditRow,
     AuditTimeline,
     Entry,
-    as_duration,
     normalize_entry,
     sort_entries,
     utc_text,
 )
 from api.export.render import COLUMNS, detail_text, render_timeline
 from api.export.sources import Audit, NotInStore, StoreUnavailable, audit, audit_from_history
-from workflows.models import iso_duration
 
 __all__ = [
     "COLUMNS",
@@ -34,13 +32,11 @@ __all__ = [
     "Entry",
     "NotInStore",
     "StoreUnavailable",
-    "as_duration",
     "audit",
     "audit_from_history",
     "decode_history",
     "detail_text",
     "entries_from_history",
-    "iso_duration",
     "normalize_entry",
     "render_timeline",
     "sort_entries",

@@ -20,7 +20,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import PayloadCodec
 
 from api.export.normalize import Entry, utc_text
-from workflows.models import iso_duration
+from workflows.durations import iso_duration
 
 _CONVERTER = pydantic_data_converter.payload_converter
 _CUSTOMER_ACTIONS = {"customer_replied": "customer", "confirm_solved": "customer"}

@@ -10,13 +10,12 @@ the history, the workflow's query or the record store into it, and `AuditRow` de
 from __future__ import annotations
 
 import math
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from workflows.models import iso_duration
+from workflows.durations import as_iso, iso_duration, rewrite_legacy_prose
 
 Entry = dict[str, Any]
 SYSTEM_ACTOR = "system:escalation-policy"
@@ -27,11 +26,6 @@ def utc_text(value: datetime) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
-# Python's str(timedelta) ("0:15:00", "1 day, 2:00:00"): how the workflow writes a clock's `target`
-# in its `sla_started` rows (workflows/state_changes.py), rewritten here into the one notation.
-_PY_DURATION = re.compile(r"^(-?\d+) days?, (\d+):(\d{2}):(\d{2})(\.\d+)?$|^(\d+):(\d{2}):(\d{2})(\.\d+)?$")
-# The guards' prose durations ("0h20m") in refusal reasons.
-_PROSE_DURATION = re.compile(r"\b(\d+)h(\d{2})m\b")
 _DURATION_KEYS = {
     "target",
     "waits",
@@ -43,30 +37,6 @@ _DURATION_KEYS = {
     "paused",
     "interval",
 }
-
-
-_ISO_DURATION = re.compile(r"^-?P(\d+D)?(T(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$")
-
-
-def as_duration(text: str) -> str | None:
-    """A duration as the workflow or pydantic writes it (`0:15:00`, `1 day, 2:00:00`, `P1DT2H`), in
-    this notation (`PT15M`, `PT26H`); None when `text` is not a duration."""
-    if _ISO_DURATION.match(text) and text not in ("P", "-P", "PT", "-PT"):
-        from pydantic import TypeAdapter
-
-        try:
-            return iso_duration(TypeAdapter(timedelta).validate_python(text))
-        except ValueError:
-            return None
-    m = _PY_DURATION.match(text)
-    if m is None:
-        return None
-    if m.group(1) is not None:
-        days, h, mi, sec, frac = int(m.group(1)), m.group(2), m.group(3), m.group(4), m.group(5) or ""
-    else:
-        days, h, mi, sec, frac = 0, m.group(6), m.group(7), m.group(8), m.group(9) or ""
-    seconds = float(f"{sec}{frac}")
-    return iso_duration(timedelta(days=days, hours=int(h), minutes=int(mi), seconds=seconds))
 
 
 def _json_value(value: Any, key: str = "") -> Any:
@@ -85,9 +55,9 @@ def _json_value(value: Any, key: str = "") -> Any:
         return value.isoformat()
     if isinstance(value, str):
         if key in _DURATION_KEYS:
-            return as_duration(value) or value
+            return as_iso(value) or value
         if key in ("reason", "error"):
-            return _PROSE_DURATION.sub(lambda m: iso_duration(timedelta(hours=int(m[1]), minutes=int(m[2]))), value)
+            return rewrite_legacy_prose(value)  # rows written before 1.0
         return value
     if hasattr(value, "model_dump"):
         return _json_value(value.model_dump(mode="json"), key)
