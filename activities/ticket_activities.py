@@ -52,7 +52,9 @@ class TicketActivities:
         self._settings = settings
         self._http = http
         self._policy_file = PolicyFile(settings)
-        self._snapshots: dict[tuple[str, int], PolicySnapshot] = {}
+        # Per holiday year: the policy object it was frozen from, and the snapshot. The policy file
+        # hands out the same object until the file changes, so no fingerprint is computed per ticket.
+        self._snapshots: dict[int, tuple[Policy, PolicySnapshot]] = {}
 
     def _current_policy(self) -> Policy:
         return self._policy_file.current()
@@ -66,7 +68,7 @@ class TicketActivities:
     async def load_policy(self, request: LoadPolicyInput) -> PolicySnapshot:
         """The policy in force now, frozen into the ticket's history by this (local) activity's result.
 
-        Snapshots are shared per policy content and holiday year, so YAML is not parsed per ticket."""
+        Snapshots are shared per policy file version and holiday year: nothing is parsed or hashed per ticket."""
         try:
             policy = self._current_policy()
         except ApplicationError:
@@ -74,12 +76,13 @@ class TicketActivities:
             # waits, retried without limit. Counted on every try, so the alert stays on meanwhile.
             count_invalid_policy()
             raise
-        cache_key = (policy.fingerprint(), request.opened_at.year)
-        snapshot = self._snapshots.get(cache_key)
-        if snapshot is None:
+        year = request.opened_at.year
+        cached = self._snapshots.get(year)
+        if cached is None or cached[0] is not policy:
             if len(self._snapshots) > 16:
                 self._snapshots.clear()
-            snapshot = self._snapshots[cache_key] = freeze(policy, self._settings, request.opened_at.year)
+            cached = self._snapshots[year] = (policy, freeze(policy, self._settings, year))
+        snapshot = cached[1]
         return snapshot
 
     # ------------------------------------------------------------------ channels

@@ -34,9 +34,6 @@ from workflows.state import Carried, PolicyRef, TicketState
 
 NOT_OPENED = "the ticket has not been opened yet; its policy is loading"
 
-# The SDK would append the whole workflow info to every message; it is in the record's extra already.
-workflow.logger.workflow_info_on_message = False
-
 
 class TicketCore:
     """State of one ticket's run; the classes built on it add the store, effects, handlers and loop."""

@@ -307,7 +307,7 @@ class TicketEffects(TicketStoreSync):
         try:
             s = self.state
             running = [(c.deadline, n.value) for n, c in s.clocks.items() if sla.is_running(c) and c.deadline]
-            version = self._policy_ref.version if self._policy_ref else ""
+            version = self._policy_version()
             workflow.set_current_details(summary.current_details(self._ticket, s, version, min(running, default=None)))
         except Exception:  # a description must never fail a workflow task
             pass
