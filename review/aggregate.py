@@ -170,7 +170,7 @@ def _group(key: str, items: Sequence[TicketReview]) -> GroupMetrics:
         by_kind=dict(Counter(e.kind for e in all_esc)),
         by_trigger=dict(Counter(e.trigger for e in all_esc)),
     )
-    humans = [t for t in items if t.tier > 0 or any(p.tier > 0 for p in t.periods)]
+    humans = [t for t in items if t.reached_person]  # an untouched ticket did not reach a person
     handoffs = Handoffs(
         departments_per_ticket=statistics.fmean(len(t.departments) for t in humans) if humans else None,
         assignees_per_ticket=statistics.fmean(len(t.assignees) for t in humans) if humans else None,

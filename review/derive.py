@@ -3,6 +3,12 @@
 Each row kind has its handler (`_HANDLERS`); the walk keeps the state between rows (running clocks,
 pauses, the ownership period). Business time is counted on the calendar the ticket was routed
 with, looked up in the calendars given; a calendar that is not there any more counts wall time.
+
+The rows one decision writes share an instant, and their order must not matter: the workflow
+writes a new tier's `sla_started` rows before its `tier_entered` row, a breach is dated at its
+deadline. So a clock is closed only by what closes it (its own restart, an acknowledgement, the
+resolution), a breach is matched to its clock run by deadline, and what depends on the whole walk
+(breach magnitudes, a period's SLA target) is settled at the end.
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ def derive(ticket: TicketFacts, business: Business, now: datetime) -> TicketRevi
         handler = _HANDLERS.get(e.kind)
         if handler is not None:
             handler(walk, e)
+        if agent_of(e.actor):
+            walk.review.reached_person = True
     walk.finish(now)
     return walk.review
 
@@ -86,7 +94,8 @@ class _Walk:
         self.review = review
         self.business = business
         self.cal = review.calendar
-        self.clocks: dict[str, ClockRun] = {}
+        self.clocks: dict[str, ClockRun] = {}  # the running (or paused) run of each clock
+        self.runs: list[ClockRun] = []  # every run, closed ones too, in the order they started
         self.pause_start: datetime | None = None
         self.pauses: list[tuple[datetime, datetime]] = []
         self.human_start: datetime | None = None
@@ -100,7 +109,6 @@ class _Walk:
         if run.running_since is not None:
             run.segments.append((run.running_since, max(at, run.running_since)))
             run.running_since = None
-        self.settle_breach(run)
 
     def close_all_clocks(self, at: datetime) -> None:
         for name in list(self.clocks):
@@ -138,8 +146,8 @@ class _Walk:
         self.open_period(0, self.review.department, e.at)
 
     def tier_entered(self, e: EventRow) -> None:
+        # No clock closes here: entering a tier restarts both clocks, each with its own row.
         review = self.review
-        self.close_all_clocks(e.at)
         self.end_pause(e.at)
         tier = tier_number(e.detail.get("tier"))
         start = e.at
@@ -155,18 +163,25 @@ class _Walk:
         d = e.detail
         name = str(d.get("clock"))
         self.close_clock(name, e.at)
-        human_start = self.human_start
-        start = human_start if (human_start is not None and name not in self.review.clocks_started) else e.at
+        review = self.review
+        start = e.at
+        if name not in review.clocks_started:
+            # The first tier's clocks start when the ticket opened (unless it went through Tier 0),
+            # whether this row comes before or after its `tier_entered`.
+            if self.human_start is not None:
+                start = min(self.human_start, e.at)
+            elif not review.self_service:
+                start = min(review.opened_at, e.at)
         run = ClockRun(
             name=name,
             target=parse_duration(d.get("target")),
             deadline=parse_time(d.get("deadline")),
-            running_since=min(start, e.at) if start else e.at,
+            running_since=start,
+            started=start,
         )
         self.clocks[name] = run
-        self.review.clocks_started.add(name)
-        if name == "resolution" and self.current is not None:
-            self.current.resolution_target = run.target
+        self.runs.append(run)
+        review.clocks_started.add(name)
 
     def sla_paused(self, e: EventRow) -> None:
         for run in self.clocks.values():
@@ -209,8 +224,16 @@ class _Walk:
         if current is not None:
             current.breaches += 1
         review.breaches.append(breach)
-        if name in self.clocks:
-            self.clocks[name].breach = breach
+        run = self.run_breached(name, parse_time(e.detail.get("deadline")) or e.at)
+        if run is not None:
+            run.breach = breach
+
+    def run_breached(self, name: str, deadline: datetime) -> ClockRun | None:
+        """The run of `name` that had this deadline (restarted or not since), else the latest one
+        started by then."""
+        runs = [r for r in reversed(self.runs) if r.name == name]
+        exact = next((r for r in runs if r.deadline == deadline), None)
+        return exact or next((r for r in runs if r.started is None or r.started <= deadline), None)
 
     def ladder_step(self, e: EventRow) -> None:
         self.review.ladder_rules.append(str(e.detail.get("rule") or "?"))
@@ -273,14 +296,22 @@ class _Walk:
         for run in self.clocks.values():
             if run.running_since is not None:
                 run.segments.append((run.running_since, max(now, run.running_since)))
+        for run in self.runs:
             self.settle_breach(run)
         if review.is_open:
             review.at_risk = _at_risk(self.clocks, self.business, self.cal, now)
         if self.pause_start is not None:
             self.pauses.append((self.pause_start, max(now, self.pause_start)))
         review.paused = sum((b - a for a, b in self.pauses), timedelta(0))
+        review.reached_person = review.reached_person or bool(review.assignees)
         for p in review.periods:
             p.business = self.net(p.start, p.end or now)
+            # The SLA of the period: the resolution clock's run that was counting when it began.
+            counting = [
+                r for r in self.runs if r.name == "resolution" and r.started is not None and r.started <= p.start
+            ]
+            if counting:
+                p.resolution_target = counting[-1].target
 
 
 _HANDLERS: dict[str, Callable[[_Walk, EventRow], None]] = {

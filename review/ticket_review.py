@@ -47,6 +47,7 @@ class ClockRun:
     target: timedelta | None
     deadline: datetime | None
     running_since: datetime | None
+    started: datetime | None = None  # when this run of the clock started counting
     segments: list[tuple[datetime, datetime]] = field(default_factory=list)
     remaining_at_pause: timedelta | None = None
     breach: Breach | None = None
@@ -87,6 +88,7 @@ class TicketReview:
     escalations: list[Escalation] = field(default_factory=list)
     ladder_rules: list[str] = field(default_factory=list)
     assignees: set[str] = field(default_factory=set)
+    reached_person: bool = False  # a person (agent, lead, manager) acted on it or was assigned it
     at_risk: AtRisk | None = None
 
     @property
