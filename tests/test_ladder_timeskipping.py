@@ -102,3 +102,34 @@ async def test_pause_and_resume_move_the_deadline_by_exactly_the_paused_time(
     moved = after.deadline - before.deadline
     assert moved == after.paused
     assert timedelta(hours=30) <= moved < timedelta(hours=30, seconds=5)
+
+
+async def test_the_next_deadline_is_the_nearest_one_still_ahead(
+    ts_env: WorkflowEnvironment, receiver: Receiver, make_harness: Any
+) -> None:
+    """First response breached, resolution still pending: the status and `NextSlaDeadline` point at
+    the resolution deadline, not at the first response's, which has passed (a patch: tickets opened
+    before it replay on the old rule; this one carries the marker)."""
+    from temporalio.api.enums.v1 import EventType
+
+    from workflows.ticket_views import NEXT_DEADLINE_PATCH
+
+    async with make_harness(ts_env, receiver) as h:
+        t = ticket(priority="urgent")  # first response 30 min, resolution 8 h
+        await h.tickets.open(t)
+        await ts_env.sleep(timedelta(minutes=40))
+        status = await h.tickets.status(t.ticket_id)
+        handle = h.tickets.handle(t.ticket_id)
+        attrs = {p.key.name: p.value for p in (await handle.describe()).typed_search_attributes}
+        history = await handle.fetch_history()
+
+    clocks = {c.name.value: c for c in status.clocks}
+    assert clocks["first_response"].breached and not clocks["resolution"].breached
+    assert status.next_deadline == clocks["resolution"].deadline
+    assert attrs.get("NextSlaDeadline") == clocks["resolution"].deadline
+    markers = [
+        e.marker_recorded_event_attributes
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+    ]
+    assert any(NEXT_DEADLINE_PATCH.encode() in m.details["patch_data"].payloads[0].data for m in markers)

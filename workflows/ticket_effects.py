@@ -291,7 +291,10 @@ class TicketEffects(TicketStoreSync):
     def _publish(self) -> None:
         """Mirror the ticket onto its search attributes (visible and queryable in the Web UI)."""
         self._describe()
-        values = views.search_attribute_values(self._ticket, self.state)
+        state = self.state
+        # Where the old and new rule disagree, old tickets replay on the old one (no marker).
+        pending_only = not views.next_deadline_rules_differ(state) or workflow.patched(views.NEXT_DEADLINE_PATCH)
+        values = views.search_attribute_values(self._ticket, state, pending_only=pending_only)
         # Only what changed: every upsert is a history event.
         changed = [(key, value) for key, value in values if self._published.get(key.name, _UNSET) != value]
         if not changed:
@@ -306,7 +309,11 @@ class TicketEffects(TicketStoreSync):
         """The ticket's page in the Web UI (current details): no command, nothing in history."""
         try:
             s = self.state
-            running = [(c.deadline, n.value) for n, c in s.clocks.items() if sla.is_running(c) and c.deadline]
+            running = [
+                (c.deadline, n.value)
+                for n, c in s.clocks.items()
+                if sla.is_running(c) and c.deadline and c.breached_at is None
+            ]
             version = self._policy_version()
             workflow.set_current_details(summary.current_details(self._ticket, s, version, min(running, default=None)))
         except Exception:  # a description must never fail a workflow task

@@ -31,9 +31,29 @@ def bounded_keyword(value: str | None) -> str | None:
     return data[:KEYWORD_MAX_BYTES].decode(errors="ignore")
 
 
-def search_attribute_values(ticket: Ticket, s: TicketState) -> list[tuple[SearchAttributeKey[Any], Any]]:
+# Patch: `NextSlaDeadline` is the nearest deadline still ahead of a clock (before it, a breached
+# clock's passed deadline could hide a later pending one). Asked only where the rules disagree.
+NEXT_DEADLINE_PATCH = "next-deadline-pending-v1"
+
+
+def next_deadline(s: TicketState, *, pending_only: bool = True) -> datetime | None:
+    """The nearest deadline of a running clock; `pending_only`: of one that has not breached yet."""
+    deadlines = [
+        c.deadline
+        for c in s.clocks.values()
+        if sla.is_running(c) and c.deadline and not (pending_only and c.breached_at is not None)
+    ]
+    return min(deadlines, default=None)
+
+
+def next_deadline_rules_differ(s: TicketState) -> bool:
+    return next_deadline(s) != next_deadline(s, pending_only=False)
+
+
+def search_attribute_values(
+    ticket: Ticket, s: TicketState, *, pending_only: bool = True
+) -> list[tuple[SearchAttributeKey[Any], Any]]:
     """Every search attribute of the ticket with its value now (`None`: unset)."""
-    deadlines = [c.deadline for c in s.clocks.values() if sla.is_running(c) and c.deadline]
     return [
         (sa.TICKET_TIER, s.tier),
         (sa.TICKET_STATE, s.state.value),
@@ -44,7 +64,7 @@ def search_attribute_values(ticket: Ticket, s: TicketState) -> list[tuple[Search
         (sa.TICKET_ASSIGNEE, bounded_keyword(s.assignee)),
         (sa.SLA_BREACHED, s.breaches > 0),  # sticky: it breached at some tier
         (sa.ESCALATION_COUNT, s.escalations),
-        (sa.NEXT_SLA_DEADLINE, min(deadlines, default=None)),
+        (sa.NEXT_SLA_DEADLINE, next_deadline(s, pending_only=pending_only)),
         (sa.UNDELIVERED_NOTICES, sum(1 for n in s.outbox if n.status != "pending")),
     ]
 
@@ -54,7 +74,7 @@ def ticket_status(
 ) -> TicketStatus:
     """The answer to the `status` query and to every accepted update."""
     clocks = [sla.status(c, policy.calendars[c.calendar], now) for c in s.clocks.values()]
-    running = [c.deadline for c in clocks if c.state == "running" and c.deadline]
+    pending = [c.deadline for c in clocks if c.state == "running" and c.deadline and not c.breached]
     undelivered = [n for n in s.outbox if n.status != "pending"]
     return TicketStatus(
         ticket_id=ticket.ticket_id,
@@ -66,7 +86,7 @@ def ticket_status(
         queue=s.queue,
         priority=s.priority,
         clocks=clocks,
-        next_deadline=min(running, default=None),
+        next_deadline=min(pending, default=None),
         sla_breached=s.breaches > 0,
         escalation_count=s.escalations,
         policy_version=policy_version,
