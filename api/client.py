@@ -86,6 +86,29 @@ def _busy(err: RPCError) -> bool:
     return err.status == RPCStatusCode.UNAVAILABLE and "update was aborted" in err.message
 
 
+# How long an update is sent again while the ticket's workflow task fails (then `TicketStalled`).
+STALLED_SECONDS = 25.0
+
+
+class TicketStalled(RPCError):
+    """The ticket's workflow task kept failing while an update was sent again under one id: nothing
+    was applied. Sending it again later with the same key is safe. (An RPC error the server could
+    have given, UNAVAILABLE, so callers that map Temporal's answers map this one too.)"""
+
+    def __init__(self, ticket_id: str, update_id: str, seconds: float, cause: str) -> None:
+        message = (
+            f"ticket {ticket_id}: its workflow task kept failing for {seconds:.0f} s ({cause[:200]}); "
+            "the action was not applied: send it again with the same key"
+        )
+        super().__init__(message, RPCStatusCode.UNAVAILABLE, b"")
+        self.ticket_id, self.update_id = ticket_id, update_id
+
+
+def _task_failing(err: RPCError) -> bool:
+    """ "Workflow Task in failed state" and the like: the ticket cannot take an update for a moment."""
+    return err.status == RPCStatusCode.FAILED_PRECONDITION and "workflow task" in err.message.lower()
+
+
 def _cancelling() -> bool:
     """True when our own caller is cancelling us (a deadline), as opposed to one RPC timing out."""
     task = asyncio.current_task()
@@ -189,6 +212,7 @@ class TicketClient:
             raise
         try:
             refused_for_a_moment = busy = 0
+            stalled_since: float | None = None
             while True:
                 try:
                     result: TicketStatus = await self.handle(ticket_id).execute_update(
@@ -207,18 +231,26 @@ class TicketClient:
                         busy += 1
                         await asyncio.sleep(min(0.1 * 2**busy, 1.0) * (0.5 + random.random()))
                         continue
-                    if err.status == RPCStatusCode.NOT_FOUND and CLOSED in err.message:
-                        closed = await self.closed_as(ticket_id)
-                        if closed is not None:
-                            raise self._closed_refusal(closed) from None
-                        # The run it reached has just continued as new, and the ticket runs on:
-                        # send it again (same id) to the new run, below.
-                    # The server refuses updates for a moment while the ticket continues as new
-                    # and signals race it (its task is retried); that is not an answer: try again.
-                    elif err.status != RPCStatusCode.FAILED_PRECONDITION or "workflow task" not in err.message:
+                    if _task_failing(err):
+                        # The ticket's workflow task is failing for now (just after a worker restart,
+                        # or while it continues as new and signals race it): nothing was applied.
+                        # Again under the same id, with back-off, for STALLED_SECONDS at most.
+                        now = asyncio.get_running_loop().time()
+                        stalled_since = now if stalled_since is None else stalled_since
+                        if now - stalled_since >= STALLED_SECONDS or _cancelling():
+                            raise TicketStalled(ticket_id, update_id, now - stalled_since, err.message) from None
+                        refused_for_a_moment += 1
+                        await asyncio.sleep(min(0.2 * 2 ** min(refused_for_a_moment, 4), 2.0))
+                        continue
+                    if err.status != RPCStatusCode.NOT_FOUND or CLOSED not in err.message:
                         raise
+                    closed = await self.closed_as(ticket_id)
+                    if closed is not None:
+                        raise self._closed_refusal(closed) from None
+                    # The run it reached has just continued as new, and the ticket runs on: send
+                    # it again (same id) to the new run.
                     refused_for_a_moment += 1
-                    if refused_for_a_moment == 4:
+                    if refused_for_a_moment >= 4:
                         raise
                     await asyncio.sleep(0.2 * refused_for_a_moment)
         except WorkflowUpdateFailedError as exc:

@@ -32,6 +32,8 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.client import TicketStalled
+
 log = structlog.get_logger("api")
 
 Scope = MutableMapping[str, Any]
@@ -226,6 +228,8 @@ class BodyGuard:
 
 def _rpc_answer(err: RPCError) -> JSONResponse:
     message = safe_text(err.message, 300)
+    if isinstance(err, TicketStalled):
+        return _unavailable(message)
     if err.status == RPCStatusCode.NOT_FOUND:
         return problem(404, ["path", "ticket_id"], "no such ticket", "not_found")
     if err.status == RPCStatusCode.INVALID_ARGUMENT and "size exceeds" in err.message.lower():

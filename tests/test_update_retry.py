@@ -99,3 +99,49 @@ async def test_an_action_the_api_stopped_waiting_for_says_how_to_retry_and_a_key
     assert retried.status_code == 200, retried.text
     assert retried.json()["escalation_count"] == 1
     assert status["escalation_count"] == 1 and status["assignee"] == "a"
+
+
+class _FailingTask:
+    """A ticket handle whose server answers "Workflow Task in failed state" `failures` times (as
+    Temporal does just after a worker restart), then the status; it records every update id sent."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.ids: list[str] = []
+
+    async def execute_update(self, action: str, body: object, **kwargs: object) -> object:
+        from temporalio.service import RPCError, RPCStatusCode
+
+        self.ids.append(str(kwargs["id"]))
+        if len(self.ids) <= self.failures:
+            raise RPCError("Workflow Task in failed state.", RPCStatusCode.FAILED_PRECONDITION, b"")
+        return "status"
+
+
+async def test_a_failing_workflow_task_is_waited_out_under_one_update_id(monkeypatch: object) -> None:
+    """Sent again with back-off under the same update id while the ticket's task fails; applied when
+    it recovers. A task that keeps failing past `STALLED_SECONDS` ends in `TicketStalled` (an
+    UNAVAILABLE answer: the API's 503 with Retry-After, the CLI's exit 1), saying nothing was applied."""
+    import pytest
+
+    import api.client as client_module
+    from api.client import TicketStalled
+
+    lead = {"id": "lee", "role": "lead"}
+    tickets = TicketClient(None, "tq")  # type: ignore[arg-type]
+    recovering = _FailingTask(failures=3)
+    mp = pytest.MonkeyPatch()
+    try:
+        mp.setattr(tickets, "handle", lambda _tid: recovering)
+        answer: object = await tickets.act("T-1", "acknowledge", {"actor": lead}, key="k-1")
+        assert answer == "status"
+        assert len(recovering.ids) == 4 and len(set(recovering.ids)) == 1
+
+        stuck = _FailingTask(failures=10_000)
+        mp.setattr(tickets, "handle", lambda _tid: stuck)
+        mp.setattr(client_module, "STALLED_SECONDS", 1.0)
+        with pytest.raises(TicketStalled, match="not applied: send it again with the same key") as raised:
+            await tickets.act("T-1", "acknowledge", {"actor": lead}, key="k-2")
+        assert raised.value.update_id == stuck.ids[0] and len(set(stuck.ids)) == 1 and len(stuck.ids) >= 2
+    finally:
+        mp.undo()
