@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,8 @@ class StoredAction:
     at: datetime
     name: str
     payload: dict[str, Any]
+    via: str = "update"
+    key: str | None = None  # its idempotency key: a client's retry under it applies nothing again
 
 
 @dataclass
@@ -53,6 +55,8 @@ class StoredLife:
     department: str  # routed to, as it happened
     actions: list[StoredAction] = field(default_factory=list)
     last_at: datetime | None = None
+    started_at: datetime | None = None  # the workflow's start (its first decisions), if stored
+    holiday_year: int | None = None  # the year its frozen policy expanded holidays for
 
 
 def load_lives(
@@ -95,7 +99,16 @@ def load_lives(
                     continue
                 name, payload = e.data.get("action"), e.data.get("payload")
                 if isinstance(name, str) and name in ACTIONS and isinstance(payload, dict):
-                    actions.append(StoredAction(at=e.at, name=name, payload=payload))
+                    via, key = e.data.get("via"), e.data.get("key")
+                    actions.append(
+                        StoredAction(
+                            at=e.at,
+                            name=name,
+                            payload=payload,
+                            via="signal" if via == "signal" else "update",
+                            key=key if isinstance(key, str) else None,
+                        )
+                    )
             facts = TicketFacts(
                 ticket_id=row.ticket_id,
                 channel=row.channel,
@@ -105,6 +118,7 @@ def load_lives(
                 events=timeline,
             )
             routed = next((e for e in timeline if e.kind == "routed"), None)
+            opening = next((e for e in timeline if e.kind == "ticket_opened"), None)
             lives.append(
                 StoredLife(
                     life_id=row.life_id,
@@ -113,6 +127,8 @@ def load_lives(
                     department=str((routed.detail.get("department") if routed else None) or row.department),
                     actions=actions,
                     last_at=max((e.at for e in events), default=row.opened_at),
+                    started_at=opening.at if opening else None,
+                    holiday_year=(ticket.opened_at or (opening.at if opening else row.opened_at)).year,
                 )
             )
     return lives, skipped
@@ -128,11 +144,17 @@ def replay(lives: Sequence[StoredLife], policy_file: Path, now: datetime) -> lis
     for life in lives:
         opened = life.ticket.opened_at
         assert opened is not None
-        opened = opened.astimezone(UTC)
-        policy = by_year.get(opened.year) or by_year.setdefault(opened.year, ticket_policy(source, opened.year))
-        sim = Simulation.open(policy, label, life.ticket, started_at=opened, workflow_id=f"backtest-{life.life_id}")
-        actions = [(max(a.at, opened), a.name, a.payload) for a in life.actions]
-        sim.run(actions, until=min(max(life.last_at or opened, opened) + TAIL, now, opened + MAX_SPAN))
+        # The workflow decides its opening at its start time (the clocks start at `opened_at`).
+        start = life.started_at or opened
+        year = life.holiday_year or opened.year
+        policy = by_year.get(year) or by_year.setdefault(year, ticket_policy(source, year))
+        sim = Simulation.open(policy, label, life.ticket, started_at=start, workflow_id=f"backtest-{life.life_id}")
+        until = min(max(life.last_at or opened, opened) + TAIL, now, opened + MAX_SPAN)
+        for action in sorted(life.actions, key=lambda a: a.at):
+            if action.at > until:
+                break
+            sim.act(max(action.at, start), action.name, action.payload, key=action.key, via=action.via)
+        sim.advance(until)
         events = [EventRow(at=e.at, kind=e.kind, actor=e.actor, detail=e.detail) for e in sim.timeline]
         out.append(life.facts.model_copy(update={"events": events}))
     return out

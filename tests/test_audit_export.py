@@ -281,7 +281,9 @@ def test_one_notation_for_durations_whatever_wrote_them() -> None:
     summary = {"time_to_resolution": "P1DT3H20M0.159S", "time_to_first_response": "PT20M"}
     done = {"at": "2035-05-11T14:55:00Z", "kind": "workflow_completed", "detail": {"summary": summary}}
     refused = {"at": "2035-05-11T14:55:00Z", "kind": "action_rejected", "detail": {"reason": "in tier for 0h20m"}}
-    rows = json.loads(render_timeline("T-1", [old, done, refused], "json"))["events"]
+    said = {"at": "2035-05-11T14:55:00Z", "kind": "escalated", "detail": {"reason": "customer waited 2h30m"}}
+    rows = json.loads(render_timeline("T-1", [old, done, refused, said], "json"))["events"]
+    assert rows[3]["detail"]["reason"] == "customer waited 2h30m"  # a person's words are theirs
     assert rows[0]["detail"]["target"] == "PT26H"
     assert rows[1]["detail"]["summary"] == {"time_to_resolution": "PT27H20M0.159S", "time_to_first_response": "PT20M"}
     assert rows[2]["detail"]["reason"] == "in tier for PT20M"

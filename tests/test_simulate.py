@@ -61,7 +61,7 @@ async def test_friday_evening_urgent_social_post_over_a_holiday_weekend(tmp_path
     text = "\n".join(lines)
     print(text)
     expected = [
-        # The ticket decides once its policy is loaded, a 1 ms timer after it opens; its clocks start at opening.
+        # The ticket decides at its opening; its clocks start then.
         "Fri 2035-05-11 16:55:00 CEST | routed: route public-social: routes[0] (public-social) matched on "
         "channel=social_public",
         "Fri 2035-05-11 16:55:00 CEST | sla_started: first_response clock starts: target PT15M, "

@@ -1,8 +1,8 @@
 """Durations in one notation, ISO 8601 in hours, minutes and seconds, written and read here only.
 
 Every duration the product writes (timeline rows, status, summaries, refusal reasons, exports) is
-`iso_duration`; every duration it reads back is `parse_duration`. Rows written before 1.0 carry two
-older spellings, Python's `str(timedelta)` in a clock's `target` and `0h20m` in a guard's refusal
+`iso_duration`; every duration it reads back is `parse_duration`. Rows written by 1.0.0 and earlier
+carry two older spellings, Python's `str(timedelta)` in a clock's `target` and `0h20m` in a guard's refusal
 reason: `parse_duration` and `rewrite_legacy_prose` read them, so old histories and stored rows
 read the same as new ones. Pure; passed through the workflow sandbox.
 """

@@ -6,13 +6,18 @@ notice is delivered, successfully, at the instant it is decided, and each input 
 exactly its instant (a timer at its due instant, an action at the instant given), where a server
 runs them a few milliseconds late. The workflow's order is kept: at one instant, what is due
 fires before an action; an action the update validator would refuse never reaches `decide`.
+
+What differs from a ticket on a server, by design: a notice's delivery is decided at the instant
+of the decision that sent it (a server settles it a task later, so its `notification_delivered`
+row may come after the next action's rows); a reassignment is always `skipped` (nothing calls a
+helpdesk); no notice goes through flood control. No decision reads any of these.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import workflows.decisions as decisions
@@ -22,8 +27,10 @@ from workflows.decision_types import Action, Ctx, Decision, Delivery, Input, Ref
 from workflows.models import Ticket, TimelineEvent
 from workflows.state import Notice, TicketState
 
-# Ticks at one instant are bounded (each fires at least one item), so a policy bug cannot spin.
+# Ticks in one `advance` are bounded (each fires at least one item), so a policy bug cannot spin.
 MAX_TICKS = 100_000
+# As the workflow: a failure to compute the next due time is recorded, and looked at again later.
+RETRY_AFTER_ERROR = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -87,17 +94,32 @@ class Simulation:
         for _ in range(MAX_TICKS):
             if self.finished_at is not None:
                 return
-            due = timers.next_due(self.state, self.policy)
-            if due is None or due[0] > until:
-                break
-            at = max(due[0], self.now)
+            due = self._next_due()
+            if due is None or due > until:
+                self.now = max(self.now, until)
+                return
+            at = max(due, self.now)
             if timers.finished(self.state, self.policy, at):
                 self.finished_at = at
                 return
-            if not timers.tick_due(self.state, self.policy, at):
-                break  # due but nothing to fire (the workflow would wait for a wake-up): nothing more happens
-            self.tick(at)
-        self.now = max(self.now, until)
+            if timers.tick_due(self.state, self.policy, at):
+                self.tick(at)
+            elif at > self.now:
+                self.now = at  # an internal error's retry: nothing to fire, look again from there
+            else:
+                self.now = max(self.now, until)  # due, nothing fires: the workflow waits for a wake-up
+                return
+        raise RuntimeError(f"simulation: more than {MAX_TICKS} ticks before {until.isoformat()}")
+
+    def _next_due(self) -> datetime | None:
+        try:
+            due = timers.next_due(self.state, self.policy)
+        except Exception as exc:  # as `TicketEffects._next_due`: recorded, and retried an hour later
+            self.state = self.state.model_copy(update={"internal_errors": self.state.internal_errors + 1})
+            detail = {"input": "next_due", "error": repr(exc)[:300]}
+            self.timeline.append(TimelineEvent(at=self.now, kind="internal_error", detail=detail))
+            return self.now + RETRY_AFTER_ERROR
+        return due[0] if due is not None else None
 
     def tick(self, at: datetime) -> None:
         """A timer fires at `at` (exact or not: replaying a run whose timers were late)."""

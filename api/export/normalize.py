@@ -39,6 +39,10 @@ _DURATION_KEYS = {
 }
 
 
+# Rows whose `reason` is the ticket's own refusal text.
+_REFUSALS = {"action_rejected", "update_refused", "refused"}
+
+
 def _json_value(value: Any, key: str = "") -> Any:
     """A plain JSON value: containers recursively, durations in one notation, no reprs."""
     if isinstance(value, dict):
@@ -56,8 +60,6 @@ def _json_value(value: Any, key: str = "") -> Any:
     if isinstance(value, str):
         if key in _DURATION_KEYS:
             return as_iso(value) or value
-        if key in ("reason", "error"):
-            return rewrite_legacy_prose(value)  # rows written before 1.0
         return value
     if hasattr(value, "model_dump"):
         return _json_value(value.model_dump(mode="json"), key)
@@ -76,6 +78,9 @@ def normalize_entry(entry: Entry) -> Entry:
     detail = _json_value(detail if isinstance(detail, dict) else {} if detail is None else {"value": detail})
     if kind == "helpdesk_updated" and detail.get("outcome") == "skipped":  # older tickets said so when skipped
         kind = "helpdesk_skipped"
+    if kind in _REFUSALS and isinstance(detail.get("reason"), str):
+        # A guard's refusal written by 1.0.0 and earlier (`needs 0h30m`); a person's own reason is theirs.
+        detail["reason"] = rewrite_legacy_prose(detail["reason"])
     at = entry.get("at")
     if isinstance(at, str) and _instant(at) != datetime.min.replace(tzinfo=UTC):
         at = _instant(at)
