@@ -48,9 +48,11 @@ def load_policy_file(path: str | Path) -> Policy:
 
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise PolicyError(str(p), [f"cannot read file: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:  # a binary file, or another encoding: invalid like any other
+        raise PolicyError(str(p), [f"not UTF-8 text (byte {exc.start}: {exc.reason})"]) from None
     try:
         data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:

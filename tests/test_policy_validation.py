@@ -159,3 +159,23 @@ def test_country_holidays_are_checked_for_the_years_a_ticket_opened_today_carrie
     # Next year, a ticket would carry 2028: refused at load, not when the ticket freezes its policy.
     found = holiday_problems(policy, today=date(2026, 1, 2))
     assert found and found[0].startswith("calendars.berlin-office.country_holidays: DE/BE is not known"), found
+
+
+def test_a_binary_policy_file_is_invalid_and_the_worker_keeps_the_last_good_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not UTF-8 (a binary file written over the policy): a `PolicyError` naming the byte, so the
+    worker logs `policy.invalid` and keeps its last good policy, for new tickets and for the
+    templates of every notice it delivers meanwhile."""
+    from activities.policy_file import PolicyFile
+    from config.settings import Settings
+
+    path = tmp_path / "policy.yaml"
+    path.write_text(DEFAULT_POLICY.read_text())
+    file = PolicyFile(Settings(policy_path=path, _env_file=None))
+    good = file.current()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe binary")
+    with pytest.raises(PolicyError, match="not UTF-8 text"):
+        load_policy_file(path)
+    assert file.current() is good
+    assert "policy.invalid" in capsys.readouterr().out
