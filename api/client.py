@@ -153,6 +153,8 @@ class Opened:
     workflow_id: str
     run_id: str | None
     created: bool
+    # Attached to a running ticket: was it opened with this same body? None: could not be read.
+    same_body: bool | None = None
 
 
 class TicketClient:
@@ -178,7 +180,21 @@ class TicketClient:
             )
             return Opened(workflow_id, handle.first_execution_run_id, created=True)
         except WorkflowAlreadyStartedError as exc:
-            return Opened(workflow_id, exc.run_id, created=False)
+            return Opened(workflow_id, exc.run_id, created=False, same_body=await self._opened_with(ticket))
+
+    async def _opened_with(self, ticket: Ticket) -> bool | None:
+        """Is the running ticket's input this body? Its run's first event holds the ticket as the run
+        took it (continued runs carry it on). Best effort: None when it cannot be read."""
+        try:
+            async for event in self.handle(ticket.ticket_id).fetch_history_events(page_size=1, rpc_timeout=QUERY_TRY):
+                payloads = event.workflow_execution_started_event_attributes.input.payloads
+                if not payloads:
+                    return None
+                [first] = await self.client.data_converter.decode(payloads[:1], [Ticket])
+                return bool(first.model_dump(mode="json") == ticket.model_dump(mode="json"))
+        except Exception:
+            return None
+        return None
 
     async def act(
         self,

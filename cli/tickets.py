@@ -70,8 +70,9 @@ def open_ticket(
         return await tickets.open(model)
 
     opened = run_async(go())
+    attached = {} if opened.created else {"same_body": opened.same_body}
     emit(
-        {"ticket_id": model.ticket_id, "workflow_id": opened.workflow_id, "created": opened.created},
+        {"ticket_id": model.ticket_id, "workflow_id": opened.workflow_id, "created": opened.created, **attached},
         as_json=as_json,
     )
 

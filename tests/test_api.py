@@ -28,9 +28,12 @@ async def test_opening_twice_gives_one_workflow(api: Api) -> None:
     async with api.client() as http:
         first = await http.post("/tickets", json=body)
         second = await http.post("/tickets", json=body)
+        other = await http.post("/tickets", json={**body, "subject": "something else"})
         status = await http.get(f"/tickets/{body['ticket_id']}")
     assert (first.status_code, first.json()["created"]) == (201, True)
-    assert (second.status_code, second.json()["created"]) == (200, False)
+    assert (second.status_code, second.json()["created"], second.json()["same_body"]) == (200, False, True)
+    # Another body under the same id attaches too, and says it was not the one the ticket runs with.
+    assert (other.status_code, other.json()["created"], other.json()["same_body"]) == (200, False, False)
     assert first.json()["workflow_id"] == second.json()["workflow_id"] == f"ticket-{body['ticket_id']}"
     assert status.status_code == 200 and status.json()["department"] == "technical"
 

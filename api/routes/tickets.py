@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, HTTPException, Query, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import READERS, SYSTEM, declared
@@ -23,6 +23,11 @@ class Opened(BaseModel):
     ticket_id: str
     workflow_id: str
     created: bool
+    same_body: bool | None = Field(
+        default=None,
+        description="attached (created false): whether the running ticket was opened with this same body "
+        "(false: it runs with its first body; this one was not applied); null when it could not be read",
+    )
 
 
 class TicketRow(BaseModel):
@@ -70,7 +75,12 @@ async def open_ticket(ticket: TicketRequest, caller: SystemCaller, response: Res
     if not opened.created:
         response.status_code = 200
     log.info("ticket.opened", ticket_id=ticket.ticket_id, created=opened.created, caller=caller.name)
-    return Opened(ticket_id=ticket.ticket_id, workflow_id=opened.workflow_id, created=opened.created)
+    return Opened(
+        ticket_id=ticket.ticket_id,
+        workflow_id=opened.workflow_id,
+        created=opened.created,
+        same_body=None if opened.created else opened.same_body,
+    )
 
 
 @router.get("/tickets", tags=["tickets"], response_model=TicketPage, openapi_extra=declared(READERS))

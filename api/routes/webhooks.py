@@ -102,7 +102,8 @@ async def _inbound(ctx: ApiContext, webhook_id: str, body: bytes) -> dict[str, A
         if event.type == "ticket.created":
             ticket = TicketRequest.model_validate(event.data)
             opened = await ctx.bounded(ctx.tickets.open(ticket))
-            return {"workflow_id": opened.workflow_id, "created": opened.created}
+            attached = {} if opened.created else {"same_body": opened.same_body}
+            return {"workflow_id": opened.workflow_id, "created": opened.created, **attached}
         action = str(event.data.get("action", ""))
         if action not in ACTIONS:
             raise HTTPException(
