@@ -257,7 +257,8 @@ def timeline(
     found = run_async(go())
     entries = found.entries
     if found.read_from == "store":  # CSV has only rows: say it here (JSON and Markdown say it too)
-        print("timeline read from: store (Temporal no longer has the history)", file=sys.stderr)
+        why = (found.store or {}).get("why") or "Temporal no longer has the history"
+        print(f"timeline read from: store ({why})", file=sys.stderr)
     if fmt is None and output is None and is_terminal():
         from api.export import normalize_entry
 

@@ -92,7 +92,7 @@ async def test_a_closed_ticket_whose_history_is_deleted_exports_the_same_timelin
         for fmt in ("json", "csv", "md"):
             assert render_timeline(ticket_id, after.entries, fmt) == render_timeline(ticket_id, ours, fmt)
         shown = render_timeline(ticket_id, after.entries, "md", after.read_from, after.store)
-        assert "Read from the record store" in shown
+        assert "Read from the record store (Temporal no longer has the history)" in shown
 
 
 async def test_database_down_during_a_burst_of_breaches_loses_nothing_and_stores_nothing_twice(
@@ -175,3 +175,5 @@ async def test_a_ticket_that_continues_as_new_mid_batch_stores_every_event_once(
     ours = [e for e in exported.entries if e["source"] == "workflow"]
     from_store = await audit(env.client, t.ticket_id, store_url, "store")
     assert from_store.read_from == "store" and from_store.entries == ours
+    # Asked for the store while Temporal still has the history: it says so, not that the history is gone.
+    assert from_store.store is not None and from_store.store["why"] == "asked for"

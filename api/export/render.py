@@ -99,7 +99,8 @@ def render_timeline(
 def _source_lines(read_from: str | None, store: dict[str, Any] | None) -> list[str]:
     if read_from == "store" and store is not None:
         return [
-            f"Read from the record store (Temporal no longer has the history): life {_md_cell(store['life_id'])}, "
+            f"Read from the record store ({store.get('why') or 'Temporal no longer has the history'}): "
+            f"life {_md_cell(store['life_id'])}, "
             f"{store['events_stored']} events stored{'' if store['complete'] else ' (earlier runs missing)'}, "
             f"closed {store['closed_at'] or 'not yet'}.",
             "",

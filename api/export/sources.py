@@ -117,4 +117,8 @@ async def audit(
         raise StoreUnavailable(f"the record store cannot be read now ({type(err).__name__})") from None
     if life is None:
         raise NotInStore(ticket_id)
-    return Audit(sort_entries([normalize_entry(e) for e in entries_from_store(life)]), "store", about(life))
+    # Why the store: asked for it, or Temporal no longer has the ticket (its retention ran out).
+    why = "asked for" if source == "store" else "Temporal no longer has the history"
+    return Audit(
+        sort_entries([normalize_entry(e) for e in entries_from_store(life)]), "store", {**about(life), "why": why}
+    )
