@@ -8,6 +8,7 @@ ticket records a `refused` row and changes nothing else. Bounded, validated, nev
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.client import ActionRefused
 from api.export import audit_from_history, render_timeline
+from store.repository import Store
 from tests.helpers import AGENT, ticket, without_elapsed
 from workflows.models import MAX_REPORTED_REFUSALS, REFUSAL_SIGNAL, Acknowledge
 
@@ -61,6 +63,17 @@ async def test_refusals_before_the_ticket_are_recorded_on_it(ts_env: WorkflowEnv
         after = await tickets.status(t.ticket_id)
         timeline = await tickets.timeline(t.ticket_id)
         entries = await audit_from_history(h.client, f"ticket-{t.ticket_id}")
+        # The rows reach the record store too (with the next batch, a short wait in workflow time).
+        await ts_env.sleep(timedelta(minutes=1))
+        stored: list[str] = []
+        store = Store(h.settings.store_database_url)
+        for _ in range(100):
+            life = store.life(t.ticket_id)
+            stored = [e.kind for e in store.events([life.ticket.life_id])] if life else []
+            if stored.count("refused") == MAX_REPORTED_REFUSALS:
+                break
+            await asyncio.sleep(0.1)
+        store.dispose()
 
     assert without_elapsed(after) == without_elapsed(before)  # nothing else changed, not even the count
     assert after.refused_actions == before.refused_actions == 0
@@ -81,6 +94,7 @@ async def test_refusals_before_the_ticket_are_recorded_on_it(ts_env: WorkflowEnv
         "client",
     )
     assert [e.kind for e in timeline.events].count("refusals_not_recorded") == 1
+    assert stored.count("refused") == MAX_REPORTED_REFUSALS and stored.count("refusals_not_recorded") == 1
     # The auditor's export shows them too, in every format.
     rows = [e for e in entries if e["kind"] == "refused"]
     assert len(rows) == MAX_REPORTED_REFUSALS and rows[0]["actor"] == "agent:ann"

@@ -98,7 +98,7 @@ class TicketEffects(TicketStoreSync):
         self._store_start()
         self._apply(decisions.open_ticket(self.policy, snapshot.version, self._ticket, self._ctx()))
         if self._carried_refused is not None:
-            self._timeline.append(
+            self._append_row(
                 TimelineEvent(
                     at=self._now(),
                     kind="carried_state_refused",

@@ -84,7 +84,7 @@ class TicketHandlers(TicketEffects):
             raise _rejected(parsed, recorded=False)
 
     def _record_refusal(self, args: Sequence[RawValue]) -> None:
-        """A `refused` row on the timeline, nothing else: no state change, no wake-up, no command.
+        """A `refused` row on the timeline and in the record store: no state change, no wake-up.
 
         Bounded per run (`MAX_REPORTED_REFUSALS`); a report that does not validate is only logged."""
         try:
@@ -97,7 +97,7 @@ class TicketHandlers(TicketEffects):
         self._reported += 1
         if self._reported > MAX_REPORTED_REFUSALS:
             if self._reported == MAX_REPORTED_REFUSALS + 1:
-                self._timeline.append(
+                self._append_row(
                     TimelineEvent(
                         at=self._now(),
                         kind="refusals_not_recorded",
@@ -106,7 +106,7 @@ class TicketHandlers(TicketEffects):
                 )
             return
         actor = report.actor
-        self._timeline.append(
+        self._append_row(
             TimelineEvent(
                 at=self._now(),
                 kind="refused",

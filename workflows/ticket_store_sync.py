@@ -25,7 +25,13 @@ from workflows.decision_types import Action
 from workflows.messages import (
     StoreBatch,
 )
+from workflows.models import TimelineEvent
 from workflows.ticket_core import TicketCore
+
+# Patch: the rows the workflow writes itself (a client's refusal report, a carried state refused)
+# go to the record store too. Before it they were on the timeline only; a ticket that started
+# without the marker keeps its store's numbering on replay.
+STORE_OWN_ROWS_PATCH = "store-own-rows-v1"
 
 # Writing the ticket's record never gives up either: a database outage delays the record, the
 # ticket goes on meanwhile, and it completes only once everything is stored (see `recording.py`).
@@ -62,6 +68,15 @@ class TicketStoreSync(TicketCore):
         if not self._store_on or not self._recorder.waiting(final=False):
             return True
         return self._recorder.may_carry(self._now())
+
+    def _append_row(self, event: TimelineEvent) -> None:
+        """A row written by the workflow itself, not by a decision: on the timeline and in the store."""
+        self._timeline.append(event)
+        state = self._state
+        if state is not None and self._store_wanted() and workflow.patched(STORE_OWN_ROWS_PATCH):
+            self._recorder.record_events(
+                [event], state.tier, state.department, state, self._policy_version(), self._now()
+            )
 
     def _record_action(self, action: Action) -> None:
         undecodable = getattr(action.data, "undecodable", False)
