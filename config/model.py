@@ -72,7 +72,12 @@ class Policy(Strict):
         return self.permissions.get(role, Permission())
 
     def fingerprint(self) -> str:
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """A hash of what the policy says: its values that differ from the defaults, in canonical JSON.
+
+        A later version of the product that adds a field with a default (or a default a file spells
+        out) leaves the same file's fingerprint as it was, so its tickets group as one policy."""
+        content = self.model_dump(mode="json", exclude_defaults=True)
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
     def version_label(self, source: str | Path) -> str:

@@ -179,3 +179,15 @@ def test_a_binary_policy_file_is_invalid_and_the_worker_keeps_the_last_good_one(
         load_policy_file(path)
     assert file.current() is good
     assert "policy.invalid" in capsys.readouterr().out
+
+
+def test_the_fingerprint_is_what_the_policy_says_not_how_the_schema_spells_it() -> None:
+    """A default spelled out (as a later version's new field would appear with its default) does not
+    change the fingerprint; a changed value does."""
+    doc = yaml.safe_load(DEFAULT_POLICY.read_text())
+    base = parse_policy(copy.deepcopy(doc), "p.yaml").fingerprint()
+    dumped = parse_policy(copy.deepcopy(doc), "p.yaml").model_dump(mode="json")  # every default spelled out
+    assert parse_policy(dumped, "p.yaml").fingerprint() == base
+    changed = copy.deepcopy(doc)
+    changed["sla"][1]["normal"]["first_response"] = "PT7H"
+    assert parse_policy(changed, "p.yaml").fingerprint() != base
