@@ -264,6 +264,21 @@ async def test_simulate_and_the_real_workflow_agree_to_the_microsecond(
     delivered = sorted(e.detail["key"] for e in real if e.kind == "notification_delivered")
     assert sorted(s.notice.key for s in sim.sent if s.notice.activity != "reassign") == delivered
 
+    # The simulator's own schedule (each timer at its exact due instant, given only the actions):
+    # the same rows in the same order, each within a second of the real one (the server's lag).
+    exact = Simulation.open(
+        ticket_policy(source, opened.at.year, webhook_url_set=True),
+        source.version_label(version),
+        t,
+        started_at=opened.at,
+        workflow_id=wid,
+        life=life,
+    )
+    exact.run(actions, until=max(e.at for e in real))
+    ours, theirs = comparable_events(exact.timeline), comparable_events(real)
+    assert [(e.kind, e.actor) for e in ours] == [(e.kind, e.actor) for e in theirs]
+    assert all(abs(a.at - b.at) < timedelta(seconds=1) for a, b in zip(ours, theirs, strict=True))
+
 
 def test_a_pause_at_an_exact_instant_moves_the_deadline_exactly(tmp_path: Path) -> None:
     """Paused at 10:00:00 sharp with 3 h of resolution time left, resumed at 14:00:00 sharp: the
