@@ -30,6 +30,12 @@ def build_worker(client: Client, settings: Settings, http: httpx.AsyncClient, ta
         workflow_runner=workflow_runner(settings.workflow_sandbox),
         # SIGTERM: stop polling, let running activities finish (then cancel them; Temporal retries them elsewhere)
         graceful_shutdown_timeout=timedelta(seconds=settings.graceful_shutdown_seconds),
+        # The server checks payload sizes, not the worker. An update the ticket refuses carries its
+        # request back in the refusal: with the worker's own check, a 3 MB update sent straight to
+        # Temporal failed the ticket's task on every retry (no query or update answered for
+        # minutes); the server refuses it at once, and the ticket answers on. Everything the ticket
+        # writes itself is bounded far below the server's limit (docs/operations.md).
+        disable_payload_error_limit=True,
     )
 
 
