@@ -243,14 +243,19 @@ async def test_simulate_and_the_real_workflow_agree_to_the_microsecond(
     opened = next(e for e in real if e.kind == "ticket_opened")
 
     source = load_policy_file(version)
-    sim = Simulation.open(
-        ticket_policy(source, opened.at.year, webhook_url_set=True),
-        source.version_label(version),
-        t,
-        started_at=opened.at,
-        workflow_id=wid,
-        life=life,
-    )
+
+    def as_the_real_ticket() -> Simulation:
+        """The simulated ticket under the policy the real one froze, opened at its start, with its ids."""
+        return Simulation.open(
+            ticket_policy(source, opened.at.year, webhook_url_set=True),
+            source.version_label(version),
+            t,
+            started_at=opened.at,
+            workflow_id=wid,
+            life=life,
+        )
+
+    sim = as_the_real_ticket()
     inputs: list[tuple[datetime, int, str, dict[str, Any]]] = [(at, 0, "", {}) for at in ticks - {opened.at}]
     inputs = sorted(inputs + [(at, 1, name, payload) for at, name, payload in actions])
     for at, is_action, name, payload in inputs:
@@ -266,14 +271,7 @@ async def test_simulate_and_the_real_workflow_agree_to_the_microsecond(
 
     # The simulator's own schedule (each timer at its exact due instant, given only the actions):
     # the same rows in the same order, each within a second of the real one (the server's lag).
-    exact = Simulation.open(
-        ticket_policy(source, opened.at.year, webhook_url_set=True),
-        source.version_label(version),
-        t,
-        started_at=opened.at,
-        workflow_id=wid,
-        life=life,
-    )
+    exact = as_the_real_ticket()
     exact.run(actions, until=max(e.at for e in real))
     ours, theirs = comparable_events(exact.timeline), comparable_events(real)
     assert [(e.kind, e.actor) for e in ours] == [(e.kind, e.actor) for e in theirs]
