@@ -145,8 +145,11 @@ async def test_forty_breaches_in_one_minute_make_one_digest_and_assignees_are_no
             assignees = list(breach_mails(smtp, ids).values())
             handle = h.client.get_workflow_handle(flood_workflow_id(f"mail:{head}"))
             windows = await handle.query("windows", result_type=list[DigestSummary])
+            rows = [e for e in (await h.tickets.timeline(ids[0])).events if "flood_control" in e.detail]
     finally:
         smtp.stop()
+    # The ticket records its notice to the head as handed to flood control, not as delivered.
+    assert rows and {e.kind for e in rows} == {"notification_handed_over"}
 
     assert digests, f"no digest; the head got: {[str(m['Subject']) for m in alone]}"
     # The assignees: every breach notice, none held for the window (all before the digest).

@@ -104,6 +104,10 @@ def _bound_outbox(d: Draft) -> None:
     )
 
 
+# Patch: a notice handed to flood control is recorded as handed over, not as delivered.
+FLOOD_HANDED_OVER_PATCH = "flood-handed-over-v1"
+
+
 def settle_delivery(d: Draft, outcome: Delivery) -> None:
     """One try's outcome: delivered (the notice leaves), or failed (retry later, or give up)."""
     notice = next((n for n in d.state.outbox if n.key == outcome.key), None)
@@ -113,11 +117,16 @@ def settle_delivery(d: Draft, outcome: Delivery) -> None:
     info: dict[str, Any] = {"key": notice.key, "type": notice.type, "endpoint": notice.endpoint, "attempts": tries}
     if outcome.ok:
         d.state.outbox = [n for n in d.state.outbox if n.key != notice.key]
-        d.state.delivered += 1
         if notice.activity == "reassign":
             kind = "helpdesk_skipped" if outcome.detail.get("outcome") == "skipped" else "helpdesk_updated"
+        elif outcome.detail.get("flood_control") and d.ctx.patched(FLOOD_HANDED_OVER_PATCH):
+            # Handed to the recipient's flood control, which sends it (or its digest) or gives it up:
+            # not delivered yet, and not counted as delivered.
+            d.record("notification_handed_over", **info, **outcome.detail)
+            return
         else:
             kind = "notification_delivered"
+        d.state.delivered += 1
         d.record(kind, **info, **outcome.detail)
         return
     notice.attempts = tries
