@@ -203,8 +203,45 @@ async def carried_from_outside(env: WorkflowEnvironment, tickets: TicketClient, 
     await env.sleep(timedelta(days=8))
 
 
+async def next_deadline_after_breach(env: WorkflowEnvironment, tickets: TicketClient, tid: str, rx: Receiver) -> None:
+    """Patch next-deadline-pending-v1: first response breached while resolution runs on, then
+    acknowledged and resolved."""
+    await tickets.open(ticket(ticket_id=tid, priority="urgent"))
+    await env.sleep(timedelta(minutes=40))
+    await tickets.act(tid, "acknowledge", {"actor": AGENT})
+    await tickets.act(tid, "resolve", {"actor": AGENT, "resolution": "done"})
+    await env.sleep(timedelta(days=8))
+
+
+async def own_rows_stored(env: WorkflowEnvironment, tickets: TicketClient, tid: str, rx: Receiver) -> None:
+    """Patch store-own-rows-v1: refusals reported by clients written to the record store too."""
+    await tickets.open(ticket(ticket_id=tid))
+    await tickets.report_refusal(tid, "acknowledge", "mood", "Extra inputs are not permitted", via="update")
+    with contextlib.suppress(Exception):
+        await tickets.act(tid, "escalate", {"actor": AGENT, "kind": "sideways", "reason": "x"})
+    await env.sleep(timedelta(minutes=5))
+    await tickets.act(tid, "acknowledge", {"actor": AGENT})
+    await tickets.act(tid, "resolve", {"actor": AGENT, "resolution": "done"})
+    await env.sleep(timedelta(days=8))
+
+
+def flood_policy() -> dict[str, Any]:
+    """The channels policy, with the team leads' notices under flood control (1 per 15 minutes)."""
+    doc = channels_policy()
+    doc["notifications"]["roles"]["team_lead"]["flood"] = {"limit": 1, "window": "PT15M"}
+    return doc
+
+
+async def flood_handed_over(env: WorkflowEnvironment, tickets: TicketClient, tid: str, rx: Receiver) -> None:
+    """Patch flood-handed-over-v1: breach notices to the team lead handed to flood control."""
+    await tickets.open(ticket(ticket_id=tid, priority="urgent"))
+    await env.sleep(timedelta(minutes=40))
+    await tickets.act(tid, "resolve", {"actor": AGENT, "resolution": "done"})
+    await env.sleep(timedelta(days=8))
+
+
 # Scenarios that run under their own policy (and settings) instead of the default one.
-OWN_POLICY: dict[str, Callable[[], dict[str, Any]]] = {"channels": channels_policy}
+OWN_POLICY: dict[str, Callable[[], dict[str, Any]]] = {"channels": channels_policy, "flood_handed_over": flood_policy}
 
 
 async def stored_life(env: WorkflowEnvironment, tickets: TicketClient, tid: str, rx: Receiver) -> None:
@@ -264,6 +301,9 @@ SCENARIOS: dict[str, Scenario] = {
     "stored_life": stored_life,
     "idempotency_bodies": idempotency_bodies,
     "refused_keys": refused_keys,
+    "next_deadline_after_breach": next_deadline_after_breach,
+    "own_rows_stored": own_rows_stored,
+    "flood_handed_over": flood_handed_over,
 }
 
 
