@@ -125,3 +125,20 @@ def start_dev_server_process(log_dir: Path, *extra: str) -> DevServerProcess:
         time.sleep(0.1)
     process.kill()
     raise TimeoutError("the dev server did not open its port in 60 s")
+
+
+def start_worker(address: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`tests/worker_process.py` against `address`, settings from `env`; returns once it polls."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.worker_process", address],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=open(os.environ.get("WORKER_STDERR", os.devnull), "ab"),  # noqa: SIM115
+    )
+    assert process.stdout is not None
+    for _ in range(200):  # the worker's log lines come first
+        line = process.stdout.readline()
+        if line.strip() == b"ready" or not line:
+            break
+    assert line.strip() == b"ready", line
+    return process

@@ -13,8 +13,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 from config.settings import EndpointSettings
 from tests.conftest import TEST_CODEC_KEYS, policy_doc
 from tests.helpers import LEAD, ticket
+from tests.processes import start_worker
 from tests.smtp import SmtpServer, body
 from workflows.digest import flood_workflow_id
 from workflows.messages import DigestSummary
@@ -165,22 +164,6 @@ async def test_forty_breaches_in_one_minute_make_one_digest_and_assignees_are_no
     assert "Department head copied in" in body(digest)
     (window,) = windows
     assert (window.admitted, window.sent_alone, window.digested, window.delivered) == (40, LIMIT, 40 - LIMIT, True)
-
-
-def start_worker(address: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.worker_process", address],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=open(os.environ.get("WORKER_STDERR", os.devnull), "ab"),  # noqa: SIM115
-    )
-    assert process.stdout is not None
-    for _ in range(200):  # the worker's log lines come first
-        line = process.stdout.readline()
-        if line.strip() == b"ready" or not line:
-            break
-    assert line.strip() == b"ready", line
-    return process
 
 
 async def test_a_worker_killed_mid_window_still_sends_the_digest_once_and_complete(
