@@ -32,7 +32,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.client import TicketStalled
+from api.retries import TicketStalled
 
 log = structlog.get_logger("api")
 

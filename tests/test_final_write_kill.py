@@ -17,8 +17,8 @@ from temporalio.testing import WorkflowEnvironment
 from api.client import TicketClient
 from tests.conftest import TEST_CONVERTER, make_settings
 from tests.helpers import AGENT, ticket
+from tests.processes import start_worker
 from tests.receiver import Receiver
-from tests.test_digests import start_worker
 from tests.test_first_task_timers_and_final_write import assert_stored_once, fast_policy, replay
 from tests.test_server_restart import worker_env
 from workflows.models import workflow_id_for

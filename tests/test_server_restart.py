@@ -22,8 +22,8 @@ from store.repository import Store
 from tests.conftest import TEST_CODEC_KEYS, TEST_CONVERTER, TEST_SECRET, make_settings
 from tests.helpers import AGENT, LEAD, ticket, until
 from tests.ports import free_port
+from tests.processes import start_worker
 from tests.receiver import Receiver
-from tests.test_digests import start_worker
 from tests.test_store_devserver import fast_policy
 from workers.devserver import DevServer
 

@@ -1,4 +1,4 @@
-"""An action whose update is not answered within one try (`api.client.UPDATE_TRY`: here no worker
+"""An action whose update is not answered within one try (`api.retries.UPDATE_TRY`: here no worker
 polls for 15 s) is sent again under the same update id and applied exactly once when a worker
 comes: one escalation, one `escalated` row, one outbound `ticket.escalated`, and the caller gets
 the status (not a 503) within the API's timeout."""
@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
-from api.client import UPDATE_TRY, TicketClient
+from api.client import TicketClient
+from api.retries import UPDATE_TRY
 from tests.apiserver import new_ticket, running_api
 from workers.worker import build_worker
 
@@ -125,7 +126,7 @@ async def test_a_failing_workflow_task_is_waited_out_under_one_update_id(monkeyp
     import pytest
 
     import api.client as client_module
-    from api.client import TicketStalled
+    from api.retries import TicketStalled
 
     lead = {"id": "lee", "role": "lead"}
     tickets = TicketClient(None, "tq")  # type: ignore[arg-type]

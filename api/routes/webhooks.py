@@ -15,11 +15,12 @@ from pydantic import BaseModel, ValidationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import PUBLIC
-from api.client import CLOSED, ActionRefused, actor_of
+from api.client import ActionRefused, actor_of
 from api.deps import TICKET_ID, ApiContext, api_context
 from api.errors import action_refused
 from api.inbound import InboundRefused, verify_inbound
 from api.refusals import field_and_reason
+from api.retries import CLOSED
 from workflows.models import ACTIONS, TicketRequest
 
 router = APIRouter()
