@@ -90,6 +90,10 @@ class ActionRefused(Exception):
         self.reason = reason or message
 
 
+# How long an attach waits to compare its body with the running ticket's (then `same_body` is None).
+SAME_BODY_SECONDS = 2.0
+
+
 @dataclass(frozen=True)
 class Opened:
     workflow_id: str
@@ -169,7 +173,7 @@ class TicketClient:
             )
             raise
         try:
-            refused_for_a_moment = busy = 0
+            refused_for_a_moment = busy = stalled_tries = 0
             stalled_since: float | None = None
             while True:
                 try:
@@ -197,8 +201,8 @@ class TicketClient:
                         stalled_since = now if stalled_since is None else stalled_since
                         if now - stalled_since >= STALLED_SECONDS or cancelling():
                             raise TicketStalled(ticket_id, update_id, now - stalled_since, err.message) from None
-                        refused_for_a_moment += 1
-                        await asyncio.sleep(min(0.2 * 2 ** min(refused_for_a_moment, 4), 2.0))
+                        stalled_tries += 1
+                        await asyncio.sleep(min(0.2 * 2 ** min(stalled_tries, 4), 2.0))
                         continue
                     if err.status != RPCStatusCode.NOT_FOUND or CLOSED not in err.message:
                         raise
@@ -206,10 +210,10 @@ class TicketClient:
                     if closed is not None:
                         raise self._closed_refusal(closed) from None
                     # The run it reached has just continued as new, and the ticket runs on: send
-                    # it again (same id) to the new run.
+                    # it again (same id) to the new run. The ticket exists: never answer "not found".
                     refused_for_a_moment += 1
                     if refused_for_a_moment >= 4:
-                        raise
+                        raise TicketStalled(ticket_id, update_id, 0, err.message) from None
                     await asyncio.sleep(0.2 * refused_for_a_moment)
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause

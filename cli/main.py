@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
 def _unexpected(err: Exception) -> int:
     from temporalio.service import RPCError, RPCStatusCode
 
+    from api.retries import TicketStalled
+
+    if isinstance(err, TicketStalled):  # the ticket was reached; its workflow task keeps failing
+        return _fail(err.message, ExitCode.UNREACHABLE)
     if isinstance(err, RPCError) and err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
         return _fail(f"Temporal did not answer: {err.message} (is `./dev run` running?)", ExitCode.UNREACHABLE)
     if isinstance(err, RPCError):

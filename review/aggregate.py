@@ -17,7 +17,8 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, Field
 
 from config.policy import Calendar
-from review.derive import Business, derive
+from review.business_time import Business
+from review.derive import derive
 from review.rows import TicketFacts
 from review.ticket_review import Period, TicketReview
 

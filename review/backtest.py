@@ -24,7 +24,8 @@ from sqlalchemy.orm import Session
 from config.policy import Calendar, Policy, load_policy_file
 from config.snapshots import ticket_policy
 from review.aggregate import review
-from review.derive import Business, derive
+from review.business_time import Business
+from review.derive import derive
 from review.rows import EventRow, TicketFacts
 from store.models import EventRow as StoredEventRow
 from store.models import TicketRow

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from config.policy import Calendar
+from review.business_time import Business
 from review.rows import (
     SYSTEM_ACTOR,
     EventRow,
@@ -28,26 +28,7 @@ from review.rows import (
     tier_number,
 )
 from review.ticket_review import AtRisk, Breach, ClockRun, Escalation, Period, TicketReview
-from workflows.clock import CalendarError, business_time_between
 from workflows.durations import parse_duration
-
-
-class Business:
-    """Business time on a named calendar; wall time for a calendar it does not know."""
-
-    def __init__(self, calendars: Mapping[str, Calendar]) -> None:
-        self._calendars = calendars
-
-    def between(self, calendar: str | None, start: datetime, end: datetime) -> timedelta:
-        if end <= start:
-            return timedelta(0)
-        cal = self._calendars.get(calendar or "")
-        if cal is None:
-            return end - start
-        try:
-            return business_time_between(cal, start, end)
-        except CalendarError:
-            return end - start
 
 
 def derive(ticket: TicketFacts, business: Business, now: datetime) -> TicketReview:
@@ -257,6 +238,13 @@ class _Walk:
         )
         if esc_kind == "functional":
             self.end_pause(e.at)
+            # Out of a pause, the new department's clocks run on (the workflow resumes them without
+            # an `sla_resumed` row): from here, with the time they had left.
+            for run in self.clocks.values():
+                if run.running_since is None and run.remaining_at_pause is not None:
+                    run.running_since = e.at
+                    run.deadline = self.business.add(self.cal, e.at, run.remaining_at_pause)
+                    run.remaining_at_pause = None
             to = str(d.get("to_department") or "")
             current = self.current
             if current is not None and to and current.tier > 0 and to != current.department:

@@ -15,7 +15,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from config.policy import Calendar
-from review.derive import Business, derive
+from review.business_time import Business
+from review.derive import derive
 from review.rows import TicketFacts
 
 

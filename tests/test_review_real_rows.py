@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from config.policy import Calendar
 from review.aggregate import review
-from review.derive import Business, band_of, derive
+from review.business_time import Business
+from review.derive import band_of, derive
 from review.query import load_facts
-from review.rows import TicketFacts
+from review.rows import EventRow, TicketFacts
 from store.repository import Store
 from tests.helpers import ticket
 from tests.receiver import Receiver
@@ -173,3 +174,39 @@ async def test_every_metric_of_real_tickets_matches_their_own_timelines(
         again = review(moved, ALWAYS, since=began - timedelta(hours=1), until=now, now=now)
         assert again.model_dump(exclude={"generated_at"}) == base.model_dump(exclude={"generated_at"}), seed
     store.dispose()
+
+
+def test_a_functional_escalation_out_of_a_pause_runs_the_clocks_on() -> None:
+    """The workflow's own rows (its decisions, through the simulator): paused, then escalated to
+    another department, which resumes the clocks without an `sla_resumed` row and acknowledges.
+    The review sees the resolution clock running again, at the deadline the ticket itself holds."""
+    import yaml as yaml_
+
+    from config.policy import parse_policy
+    from config.snapshots import ticket_policy
+    from tests.conftest import policy_doc
+    from workflows.models import ClockName
+    from workflows.simulation import Simulation
+
+    opened = datetime(2035, 5, 14, 8, 0, tzinfo=UTC)
+    source = parse_policy(yaml_.safe_load(yaml_.safe_dump(policy_doc())), "p.yaml")
+    t = ticket(priority="urgent", opened_at=opened.isoformat())  # resolution 8 h
+    sim = Simulation.open(ticket_policy(source, 2035), "test", t)
+    escalate = {"actor": LEE, "kind": "functional", "department": "billing", "reason": "a refund"}
+    actions = [
+        (opened + timedelta(minutes=10), "acknowledge", {"actor": ANN}),
+        (opened + timedelta(minutes=20), "pending_customer", {"actor": ANN}),
+        (opened + timedelta(hours=1), "escalate", escalate),
+        (opened + timedelta(hours=1, minutes=10), "acknowledge", {"actor": {"id": "bob", "role": "agent"}}),
+    ]
+    now = opened + timedelta(hours=7, minutes=30)
+    sim.run(actions, until=now)
+    kinds = [e.kind for e in sim.timeline]
+    assert "sla_paused" in kinds and "escalated" in kinds and "sla_resumed" not in kinds, kinds
+    deadline = sim.state.clocks[ClockName.resolution].deadline
+    assert deadline is not None and deadline > now
+    rows = [EventRow(at=e.at, kind=e.kind, actor=e.actor, detail=e.detail) for e in sim.timeline]
+    d = derive(TicketFacts(ticket_id=t.ticket_id, opened_at=opened, events=rows), Business(ALWAYS), now)
+    assert d.at_risk is not None and d.at_risk.clock == "resolution" and d.at_risk.deadline == deadline
+    assert abs(d.at_risk.used - (1 - (deadline - now) / timedelta(hours=8))) < 1e-9
+    assert d.at_risk.band == "75-90"

@@ -73,7 +73,7 @@ class TicketStoreSync(TicketCore):
         """A row written by the workflow itself, not by a decision: on the timeline and in the store."""
         self._timeline.append(event)
         state = self._state
-        if state is not None and self._store_wanted() and workflow.patched(STORE_OWN_ROWS_PATCH):
+        if state is not None and self._store_on and workflow.patched(STORE_OWN_ROWS_PATCH):
             self._recorder.record_events(
                 [event], state.tier, state.department, state, self._policy_version(), self._now()
             )

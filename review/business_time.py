@@ -1,0 +1,37 @@
+"""Business time for the review: on a ticket's calendar by name, wall time for a calendar the
+policy no longer has (or one whose arithmetic fails), so one odd ticket never fails a review."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from config.policy import Calendar
+from workflows.clock import CalendarError, add_business_time, business_time_between
+
+
+class Business:
+    """Business time on a named calendar; wall time for a calendar it does not know."""
+
+    def __init__(self, calendars: Mapping[str, Calendar]) -> None:
+        self._calendars = calendars
+
+    def between(self, calendar: str | None, start: datetime, end: datetime) -> timedelta:
+        if end <= start:
+            return timedelta(0)
+        cal = self._calendars.get(calendar or "")
+        if cal is None:
+            return end - start
+        try:
+            return business_time_between(cal, start, end)
+        except CalendarError:
+            return end - start
+
+    def add(self, calendar: str | None, start: datetime, duration: timedelta) -> datetime:
+        cal = self._calendars.get(calendar or "")
+        if cal is None:
+            return start + duration
+        try:
+            return add_business_time(cal, start, duration)
+        except CalendarError:
+            return start + duration
