@@ -131,5 +131,6 @@ async def test_the_next_deadline_is_the_nearest_one_still_ahead(
         e.marker_recorded_event_attributes
         for e in history.events
         if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and e.marker_recorded_event_attributes.marker_name == "core_patch"
     ]
-    assert any(NEXT_DEADLINE_PATCH.encode() in m.details["patch_data"].payloads[0].data for m in markers)
+    assert any(NEXT_DEADLINE_PATCH.encode() in m.details["patch-data"].payloads[0].data for m in markers)
