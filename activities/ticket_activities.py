@@ -104,15 +104,22 @@ class TicketActivities:
     def _link(self, ticket_id: str) -> str:
         return f"{self._settings.link_base}/tickets/{ticket_id}/timeline?format=md"
 
-    async def _render(self, channel: str, event_type: str, context: dict[str, Any]) -> dict[str, str]:
-        """The policy's templates (the worker's current policy file), falling back to the built-ins
-        when one fails on real data (logged), so the person is told anyway."""
-        policy = self._policy_or_none()
-        overrides: dict[str, Any] = {str(k): v for k, v in policy.notifications.templates.items()} if policy else {}
+    async def _render(
+        self, channel: str, event_type: str, context: dict[str, Any], frozen: dict[str, Any] | None = None
+    ) -> dict[str, str]:
+        """The ticket's frozen templates (`frozen`; none for a digest, or a ticket opened before they
+        were frozen: the worker's current policy file), falling back to the built-ins when one fails
+        on real data (logged), so the person is told anyway."""
+        overrides: dict[str, Any]
+        if frozen is not None:
+            overrides = {channel: frozen}
+        else:
+            policy = self._policy_or_none()
+            overrides = {str(k): v for k, v in policy.notifications.templates.items()} if policy else {}
         try:
             return await asyncio.to_thread(templates.render, overrides, channel, event_type, context)
         except templates.TemplateFailure as failure:
-            if not overrides:
+            if not any(overrides.values()):  # the built-ins themselves failed: nothing to fall back to
                 raise ApplicationError(str(failure), type="TemplateFailed", non_retryable=True) from None
             log.error("template.failed", template=failure.name, line=failure.line, error=failure.message)
             return await asyncio.to_thread(templates.render, {}, channel, event_type, context)
@@ -234,7 +241,7 @@ class TicketActivities:
             target = self._resolve(request)
             recipient = request.recipient.model_dump() if request.recipient else None
             context = templates.event_context(event.model_dump(mode="json"), self._link(event.ticket_id), recipient)
-            parts = await self._render(request.channel, event.type, context)
+            parts = await self._render(request.channel, event.type, context, request.templates)
             to = request.recipient.email if request.recipient else None
             started = time.monotonic()
             try:

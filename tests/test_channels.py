@@ -449,3 +449,26 @@ async def test_flood_control_takes_a_retried_hand_over_once(ts_env: WorkflowEnvi
     assert (window.admitted, window.digested, window.sent_alone, window.delivered) == (2, 2, 0, True)
     (digest,) = smtp.mailbox.for_("dana@example.com")
     assert "- T-1 " in body(digest) and "- T-2 " in body(digest) and body(digest).count("- T-1 ") == 1
+
+
+async def test_a_notice_renders_with_the_templates_its_ticket_froze(
+    ts_env: WorkflowEnvironment, receiver: Receiver, make_harness: Any, smtp: SmtpServer
+) -> None:
+    """The policy file's email template changes after the ticket opened: the ticket's notices keep
+    the template of the policy it froze (a template is part of the ticket's policy, like its SLA)."""
+    import yaml
+
+    frozen = {"email": {"sla.warning": {"subject": "FROZEN {{ event.ticket_id }}"}}}
+    doc = channel_policy(roles={}, people={"support-t1": {"email": "t1@example.com", "endpoints": ["mail"]}})
+    doc["notifications"]["templates"] = frozen
+    async with make_harness(ts_env, receiver, doc, endpoints={"mail": smtp_settings(smtp)}) as h:
+        t = ticket(priority="urgent")
+        await h.tickets.open(t)
+        await h.tickets.status(t.ticket_id)  # opened: its policy frozen
+        changed = {"email": {"sla.warning": {"subject": "CHANGED {{ event.ticket_id }}"}}}
+        h.settings.policy_path.write_text(
+            yaml.safe_dump({**doc, "notifications": {**doc["notifications"], "templates": changed}})
+        )
+        await ts_env.sleep(timedelta(minutes=23))  # the first-response warning to the queue's list
+        mails = await until(lambda: smtp.mailbox.for_("t1@example.com"), seconds=20)
+    assert [str(m["Subject"]) for m in mails] == [f"FROZEN {t.ticket_id}"]

@@ -90,6 +90,12 @@ class DeliverInput(ActivityMessage):
     channel: Channel = "webhook"
     recipient: Person | None = Field(default=None, description="email: the person written to (and the address)")
     flood: FloodRef | None = None
+    templates: dict[str, dict[str, str]] | None = Field(
+        default=None,
+        description="email, Slack, Teams: the ticket's frozen template overrides for this event type "
+        "(event type or default -> part -> source; empty: the built-ins); none: tickets opened before "
+        "they were frozen, rendered with the worker's current policy file",
+    )
 
     def key(self) -> str:
         """The notice's identity on every channel (its outbox key): stable across retries."""

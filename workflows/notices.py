@@ -120,6 +120,13 @@ def never_delayed(event: OutboundEvent, person: Person) -> bool:
     return event.type == "sla.breached" and person.role == "assignee"
 
 
+def frozen_templates(policy: Policy, channel: str, event_type: str) -> dict[str, dict[str, str]]:
+    """The ticket's own template overrides a notice of this type renders with (the policy it froze,
+    not the worker's file at delivery): the event type's and the channel's default, if any."""
+    own = policy.notifications.templates.get(channel, {})  # type: ignore[call-overload]
+    return {key: dict(parts) for key, parts in own.items() if key in (event_type, "default")}
+
+
 def plan(policy: Policy, event: OutboundEvent, activity: str) -> tuple[list[Planned], list[dict[str, Any]]]:
     """The outbox entries for one event, and the recipients left out (with the reason).
 
@@ -160,6 +167,7 @@ def plan(policy: Policy, event: OutboundEvent, activity: str) -> tuple[list[Plan
                     channel="email",
                     recipient=Person(role=person.role, id=person.id, email=address),
                     flood=flood,
+                    templates=frozen_templates(policy, "email", event.type),
                 )
                 if all(p.key != request.key() for p in out):
                     out.append(Planned(request.key(), "notify", name, request))
@@ -172,6 +180,12 @@ def plan(policy: Policy, event: OutboundEvent, activity: str) -> tuple[list[Plan
     for name, (_person, limit, urgent) in chats.items():
         channel: Channel = "slack" if endpoints[name].channel == ChannelKind.slack else "teams"
         flood = None if limit is None or urgent else FloodRef(key=name, limit=limit.limit, window=limit.window)
-        request = DeliverInput(event=event, endpoint=EndpointRef(name=name), channel=channel, flood=flood)
+        request = DeliverInput(
+            event=event,
+            endpoint=EndpointRef(name=name),
+            channel=channel,
+            flood=flood,
+            templates=frozen_templates(policy, channel, event.type),
+        )
         out.append(Planned(request.key(), "notify", name, request))
     return out, skipped
