@@ -71,16 +71,29 @@ def cancelling() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+# Tries of a query the server answers "busy": its buffer of queries waiting for a ticket's running
+# workflow task holds one (history.MaxBufferedQueryCount), the next ones get RESOURCE_EXHAUSTED.
+# About 10 s with the back-off below.
+QUERY_BUSY_TRIES = 20
+
+
 async def query_patiently(handle: WorkflowHandle[Any, Any], name: str, result_type: type[Q], tries: int = 6) -> Q:
-    """A query, sent again when one try is not answered within `QUERY_TRY` (see above); a query
-    changes nothing, so retrying is always safe. After `tries` (no worker at all, say) the last
-    timeout is raised."""
-    for attempt in range(1, tries + 1):
+    """A query, sent again when one try is not answered within `QUERY_TRY` (see above), or when the
+    server is busy with the ticket (`QUERY_BUSY_TRIES`, backing off); a query changes nothing, so
+    retrying is always safe. After `tries` (no worker at all, say) the last error is raised."""
+    timeouts = busy = 0
+    while True:
         try:
             result: Q = await handle.query(name, result_type=result_type, rpc_timeout=QUERY_TRY)
             return result
         except RPCError as err:
-            timed_out = err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)
-            if not timed_out or attempt == tries or cancelling():
+            if cancelling():
                 raise
-    raise AssertionError("unreachable")
+            if err.status == RPCStatusCode.RESOURCE_EXHAUSTED and busy < QUERY_BUSY_TRIES:
+                busy += 1
+                await asyncio.sleep(min(0.05 * 2**busy, 1.0))
+                continue
+            timed_out = err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)
+            timeouts += 1
+            if not timed_out or timeouts >= tries:
+                raise

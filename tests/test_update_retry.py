@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from api.client import TicketClient
@@ -111,7 +112,6 @@ class _FailingTask:
         self.ids: list[str] = []
 
     async def execute_update(self, action: str, body: object, **kwargs: object) -> object:
-        from temporalio.service import RPCError, RPCStatusCode
 
         self.ids.append(str(kwargs["id"]))
         if len(self.ids) <= self.failures:
@@ -146,3 +146,35 @@ async def test_a_failing_workflow_task_is_waited_out_under_one_update_id(monkeyp
         assert raised.value.update_id == stuck.ids[0] and len(set(stuck.ids)) == 1 and len(stuck.ids) >= 2
     finally:
         mp.undo()
+
+
+class _BusyQueries:
+    """A handle whose server answers the first `busy` queries RESOURCE_EXHAUSTED, as Temporal does
+    once its buffer of queries waiting for a ticket's running task is full."""
+
+    def __init__(self, busy: int) -> None:
+        self.busy, self.calls = busy, 0
+
+    async def query(self, name: str, **_kwargs: object) -> str:
+        self.calls += 1
+        if self.calls <= self.busy:
+            raise RPCError("consistent query buffer is full", RPCStatusCode.RESOURCE_EXHAUSTED, b"")
+        return name
+
+
+async def test_a_query_the_server_is_too_busy_for_is_sent_again() -> None:
+    """Ten GETs of one ticket while its actions run: the server buffers one query per running task
+    and answers the rest "busy"; each is sent again with back-off instead of answering 503."""
+    import pytest
+
+    import api.retries as retries
+
+    handle = _BusyQueries(busy=4)
+    assert await retries.query_patiently(handle, "status", str) == "status"  # type: ignore[arg-type]
+    assert handle.calls == 5
+    always = _BusyQueries(busy=10_000)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(retries, "QUERY_BUSY_TRIES", 5)
+        with pytest.raises(RPCError, match="buffer is full"):
+            await retries.query_patiently(always, "status", str)  # type: ignore[arg-type]
+    assert always.calls == 6
