@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError
 from activities import channels
 from activities.http_errors import BENIGN, raise_for_status
 from activities.metrics import record_try, result_of
+from activities.policy_calendars import CalendarRecorder
 from activities.policy_file import PolicyFile, count_invalid_policy, freeze
 from activities.webhooks import sign_headers
 from config import templates
@@ -55,6 +56,7 @@ class TicketActivities:
         # Per holiday year: the policy object it was frozen from, and the snapshot. The policy file
         # hands out the same object until the file changes, so no fingerprint is computed per ticket.
         self._snapshots: dict[int, tuple[Policy, PolicySnapshot]] = {}
+        self._calendars = CalendarRecorder(settings.store_database_url)
 
     def _current_policy(self) -> Policy:
         return self._policy_file.current()
@@ -82,8 +84,8 @@ class TicketActivities:
             if len(self._snapshots) > 16:
                 self._snapshots.clear()
             cached = self._snapshots[year] = (policy, freeze(policy, self._settings, year))
-        snapshot = cached[1]
-        return snapshot
+            self._calendars.record(cached[1], year)  # for the review: in the background, once
+        return cached[1]
 
     # ------------------------------------------------------------------ channels
     def _policy_or_none(self) -> Policy | None:

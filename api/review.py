@@ -100,7 +100,8 @@ def add_review_routes(app: FastAPI, settings: Settings) -> None:
 
 
 def _compute(settings: Settings, start: datetime, end: datetime, now: datetime, by: str) -> Review:
-    from review.query import calendars_of, review_from_store
+    from review.in_database import review_from_store
+    from review.query import calendars_of
     from store.repository import shared_store
 
     store = shared_store(settings.store_database_url)

@@ -53,7 +53,8 @@ def review(
 
     Example: escalations review --since 30d --by department --format csv
     """
-    from review.query import calendars_of, review_from_store
+    from review.in_database import review_from_store
+    from review.query import calendars_of
     from review.render import to_csv, to_table
 
     start, end, now = _period(since, until)

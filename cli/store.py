@@ -1,6 +1,9 @@
-"""`escalations store migrate|status`: the ticket record store's schema (see docs/record-store.md)."""
+"""`escalations store migrate|status|derive`: the ticket record store's schema, and the review's
+stored derivations (see docs/record-store.md)."""
 
 from __future__ import annotations
+
+from typing import Annotated
 
 import typer
 
@@ -54,6 +57,43 @@ def status(as_json: JsonOption = False) -> None:
         {"store": store.describe(), "revision": revision, "head": store.head(), "tickets": tickets, "events": events},
         as_json=as_json,
     )
+
+
+@store_app.command("derive")
+def derive(
+    since: Annotated[
+        str, typer.Option(help="Lives opened in this period: 30d, 2w, 366d or an RFC 3339 time.")
+    ] = "366d",
+    as_json: JsonOption = False,
+) -> None:
+    """Derive the review's numbers of every stored life not derived yet (the review does it too,
+    once per life; run this after an upgrade so the first review of a year is as fast as the next).
+
+    Example: escalations store derive --since 366d
+    """
+    import time
+    from datetime import UTC, datetime
+
+    from review.business_time import TicketCalendars
+    from review.materialize import refresh, stale_lives
+    from review.query import calendars_of, frozen_calendars
+    from review.render import PeriodError, period
+    from store.repository import shared_store
+
+    config = settings()
+    now = datetime.now(UTC)
+    try:
+        start, end = period(since, None, now)
+    except PeriodError as err:
+        raise CliError(f"--{err}", ExitCode.BAD_INPUT) from None
+    began = time.monotonic()
+    try:
+        store = shared_store(config.store_database_url)
+        pending = len(stale_lives(store, start, end))
+        refresh(store, TicketCalendars(calendars_of(config.policy_path), frozen_calendars(store)), start, end, now)
+    except Exception as err:
+        raise CliError(_why(config.store_database_url.split("@")[-1], err), ExitCode.UNREACHABLE) from None
+    emit({"derived": pending, "seconds": round(time.monotonic() - began, 1)}, as_json=as_json)
 
 
 def _why(where: str, err: Exception) -> str:

@@ -7,7 +7,6 @@ of n sorted values is the value at rank ceil(p/100 * n).
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,7 +16,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, Field
 
 from config.policy import Calendar
-from review.business_time import Business
+from review.business_time import Frozen, TicketCalendars
 from review.derive import derive
 from review.rows import TicketFacts
 from review.ticket_review import Period, TicketReview
@@ -29,13 +28,18 @@ BANDS = ("50-75", "75-90", "90-100", "breached")
 TOP = 10
 
 
-def percentile(values: Sequence[float], p: float) -> float | None:
+def percentile_rank(p: int, n: int) -> int:
+    """The nearest rank of the p-th percentile of n values, ceil(p/100 * n), in whole numbers (the
+    SQL review computes the same rank, `review/in_database.py`)."""
+    return min(max(1, (p * n + 99) // 100), n)
+
+
+def percentile(values: Sequence[float], p: int) -> float | None:
     """Nearest-rank percentile; None for no values."""
     if not values:
         return None
     ordered = sorted(values)
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
+    return ordered[percentile_rank(p, len(ordered)) - 1]
 
 
 class Rate(BaseModel):
@@ -197,38 +201,25 @@ def _group(key: str, items: Sequence[TicketReview]) -> GroupMetrics:
     )
 
 
-def review(
-    tickets: Iterable[TicketFacts],
-    calendars: Mapping[str, Calendar],
-    *,
-    since: datetime,
-    until: datetime,
-    now: datetime,
-    group_by: str = "none",
-    at_risk_limit: int = 200,
-) -> Review:
-    """The review of the tickets opened in [since, until), grouped; at-risk counts every ticket open at `now`."""
+def check_period(group_by: str, since: datetime, until: datetime) -> None:
     if group_by not in GROUP_BYS:
         raise ValueError(f"group_by: unknown dimension {group_by!r} (known: {', '.join(GROUP_BYS)})")
     if until <= since:
         raise ValueError("until must be after since")
-    business = Business(calendars)
-    derived = [derive(t, business, now) for t in tickets]
-    in_period = [t for t in derived if since <= t.opened_at < until]
-    grouped: dict[str, list[TicketReview]] = defaultdict(list)
-    for t in in_period:
-        grouped[t.group_key(group_by)].append(t)
 
+
+def at_risk(derived: Iterable[TicketReview], limit: int) -> tuple[dict[str, int], list[AtRiskTicket]]:
+    """Open tickets per band of SLA used, and the `limit` most at risk."""
     risky = sorted(
         (t for t in derived if t.is_open and t.at_risk is not None),
         key=lambda t: (-(t.at_risk.used if t.at_risk else 0), t.ticket_id),
     )
     bands = Counter(t.at_risk.band for t in risky if t.at_risk)
-    at_risk_tickets = []
-    for t in risky[:at_risk_limit]:
+    listed = []
+    for t in risky[:limit]:
         assert t.at_risk is not None
         holder = next((p for p in reversed(t.periods)), None)
-        at_risk_tickets.append(
+        listed.append(
             AtRiskTicket(
                 ticket_id=t.ticket_id,
                 department=holder.department if holder else t.department,
@@ -241,7 +232,60 @@ def review(
                 timeline=f"/tickets/{t.ticket_id}/timeline?format=md",
             )
         )
+    return {b: bands.get(b, 0) for b in BANDS}, listed
 
+
+def series_of(days: Mapping[date, tuple[int, int, int]], since: datetime, until: datetime) -> list[DayPoint]:
+    """The daily series from (opened, breached, escalated) per UTC day: a point per day, or for a
+    period over 400 days only the days with tickets."""
+    first_day, last_day = since.astimezone(UTC).date(), (until - timedelta(microseconds=1)).astimezone(UTC).date()
+    if (last_day - first_day).days <= 400:
+        day_list = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
+    else:
+        day_list = sorted(days)
+    series = []
+    for day in day_list:
+        opened, breached, escalated = days.get(day, (0, 0, 0))
+        series.append(
+            DayPoint(
+                day=day,
+                opened=opened,
+                breached=breached,
+                escalated=escalated,
+                breach_rate=breached / opened if opened else None,
+                escalation_rate=escalated / opened if opened else None,
+            )
+        )
+    return series
+
+
+def ranked(counts: Mapping[str, int]) -> list[Ranked]:
+    """The TOP most frequent, ties by name."""
+    return [Ranked(name=k, count=v) for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP]]
+
+
+def review(
+    tickets: Iterable[TicketFacts],
+    calendars: Mapping[str, Calendar],
+    *,
+    since: datetime,
+    until: datetime,
+    now: datetime,
+    group_by: str = "none",
+    at_risk_limit: int = 200,
+    frozen: Frozen | None = None,
+) -> Review:
+    """The review of the tickets opened in [since, until), grouped; at-risk counts every ticket open
+    at `now`. Business time on each ticket's frozen calendars (`frozen`), else on `calendars`.
+    (The same review, counted in the database: `review/in_database.py`.)"""
+    check_period(group_by, since, until)
+    cals = TicketCalendars(calendars, frozen)
+    derived = [derive(t, cals.business(t.policy_version, t.opened_at), now) for t in tickets]
+    in_period = [t for t in derived if since <= t.opened_at < until]
+    grouped: dict[str, list[TicketReview]] = defaultdict(list)
+    for t in in_period:
+        grouped[t.group_key(group_by)].append(t)
+    bands, at_risk_tickets = at_risk(derived, at_risk_limit)
     tiers: dict[tuple[int, str], list[Period]] = defaultdict(list)
     for t in in_period:
         for p in t.periods:
@@ -261,32 +305,13 @@ def review(
         )
         for (tier, dept), ps in sorted(tiers.items())
     ]
-    reasons = Counter(e.reason for t in in_period for e in t.escalations)
-    steps = Counter(r for t in in_period for r in t.ladder_rules)
-
     days: dict[date, list[TicketReview]] = defaultdict(list)
     for t in in_period:
         days[t.opened_at.astimezone(UTC).date()].append(t)
-    series = []
-    first_day, last_day = since.astimezone(UTC).date(), (until - timedelta(microseconds=1)).astimezone(UTC).date()
-    if (last_day - first_day).days <= 400:  # a point per day; longer periods list only days with tickets
-        day_list = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
-    else:
-        day_list = sorted(days)
-    for day in day_list:
-        ts = days.get(day, [])
-        breached = sum(1 for t in ts if t.breaches)
-        escalated = sum(1 for t in ts if t.escalations)
-        series.append(
-            DayPoint(
-                day=day,
-                opened=len(ts),
-                breached=breached,
-                escalated=escalated,
-                breach_rate=breached / len(ts) if ts else None,
-                escalation_rate=escalated / len(ts) if ts else None,
-            )
-        )
+    counts = {
+        day: (len(ts), sum(1 for t in ts if t.breaches), sum(1 for t in ts if t.escalations))
+        for day, ts in days.items()
+    }
     return Review(
         generated_at=now,
         since=since,
@@ -294,10 +319,10 @@ def review(
         group_by=group_by,
         overall=_group("all", in_period),
         groups=[_group(k, v) for k, v in sorted(grouped.items())] if group_by != "none" else [],
-        at_risk={b: bands.get(b, 0) for b in BANDS},
+        at_risk=bands,
         at_risk_tickets=at_risk_tickets,
         time_in_tier=time_in_tier,
-        reasons=[Ranked(name=k, count=v) for k, v in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP]],
-        ladder_steps=[Ranked(name=k, count=v) for k, v in sorted(steps.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP]],
-        series=series,
+        reasons=ranked(Counter(e.reason for t in in_period for e in t.escalations)),
+        ladder_steps=ranked(Counter(r for t in in_period for r in t.ladder_rules)),
+        series=series_of(counts, since, until),
     )

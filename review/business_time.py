@@ -35,3 +35,26 @@ class Business:
             return add_business_time(cal, start, duration)
         except CalendarError:
             return start + duration
+
+
+Frozen = Mapping[tuple[str, int], Mapping[str, Calendar]]
+
+
+class TicketCalendars:
+    """Which calendars a ticket's business time is counted on: those its policy version froze for
+    its holiday year (`store.review_models.PolicyCalendarsRow`), else the policy in force now."""
+
+    def __init__(self, current: Mapping[str, Calendar], frozen: Frozen | None = None) -> None:
+        self._current = Business(current)
+        self._frozen = frozen or {}
+        self._by_key: dict[tuple[str, int], Business] = {}
+
+    def business(self, policy_version: str | None, opened_at: datetime | None) -> Business:
+        if policy_version is None or opened_at is None:
+            return self._current
+        key = (policy_version, opened_at.year)
+        found = self._by_key.get(key)
+        if found is None:
+            calendars = self._frozen.get(key)
+            found = self._by_key[key] = Business(calendars) if calendars is not None else self._current
+        return found

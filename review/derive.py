@@ -32,7 +32,10 @@ from workflows.durations import parse_duration
 
 
 def derive(ticket: TicketFacts, business: Business, now: datetime) -> TicketReview:
-    """Walk a ticket's rows once and derive everything the metrics count."""
+    """Walk a ticket's rows once and derive everything the metrics count. A closed life (its
+    workflow completed) is derived as of its closing: its numbers never change after."""
+    if ticket.closed_at is not None:
+        now = min(now, ticket.closed_at)
     walk = _Walk(_opening(ticket, now), business)
     for e in ticket.events:
         handler = _HANDLERS.get(e.kind)
@@ -41,6 +44,8 @@ def derive(ticket: TicketFacts, business: Business, now: datetime) -> TicketRevi
         if agent_of(e.actor):
             walk.review.reached_person = True
     walk.finish(now)
+    if ticket.closed_at is not None:
+        walk.review.is_open, walk.review.at_risk = False, None
     return walk.review
 
 
@@ -61,7 +66,9 @@ def _opening(ticket: TicketFacts, now: datetime) -> TicketReview:
         channel=ticket.channel,
         category=ticket.category,
         priority=str(rd.get("priority") or ticket.priority or "unknown"),
-        policy_version=str((opened.detail.get("policy_version") if opened else None) or "unknown"),
+        policy_version=str(
+            (opened.detail.get("policy_version") if opened else None) or ticket.policy_version or "unknown"
+        ),
         department=str(rd.get("department") or "unknown"),
         tier=0 if rd.get("self_service") else tier_number(rd.get("tier")),
         calendar=rd.get("calendar"),

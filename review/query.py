@@ -1,27 +1,30 @@
 """The thin layer between the record store and the pure metrics: read rows, build `TicketFacts`.
 
 Reads the store's tables (`store.models`) with SQLAlchemy: the lives opened in the period plus the
-lives still open now (for "at risk now"), and their `timeline` event rows. Synchronous, like the
-store; async callers run it in a thread. Calendars come from the policy in force (business time).
+lives still running now (for "at risk now"), and their `timeline` event rows; and the calendars
+each policy version froze (business time), with the policy in force for versions not recorded.
+Synchronous, like the store; async callers run it in a thread.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from config.policy import Calendar, PolicyError, load_policy_file
-from review.aggregate import Review, review
+from review.business_time import Frozen
 from review.rows import EventRow, TicketFacts
 from review.spikes import daily_counts
 from store.models import EventRow as StoredEventRow
 from store.models import TicketRow
 from store.repository import Store
+from store.review_models import PolicyCalendarsRow
 
 CHUNK = 500  # life ids per IN (...) query: well under every database's parameter limit
 
@@ -53,63 +56,88 @@ def _chunks(items: list[str]) -> Iterator[list[str]]:
         yield items[i : i + CHUNK]
 
 
-def load_facts(store: Store, since: datetime, until: datetime, *, open_now: bool = True) -> list[TicketFacts]:
-    """Lives opened in [since, until), and (with `open_now`) every life not resolved yet."""
-    opened_in = and_(TicketRow.opened_at >= since, TicketRow.opened_at < until)
-    still_open = and_(TicketRow.closed_at.is_(None), TicketRow.state != "resolved")
-    with Session(store.engine) as session:
-        tickets = session.execute(
+_TICKET_COLUMNS = (
+    TicketRow.life_id,
+    TicketRow.ticket_id,
+    TicketRow.channel,
+    TicketRow.category,
+    TicketRow.priority,
+    TicketRow.opened_at,
+    TicketRow.policy_version,
+    TicketRow.closed_at,
+    TicketRow.events_stored,
+)
+
+
+def _facts(session: Session, tickets: Sequence[Any]) -> list[TicketFacts]:
+    """The facts of these lives, with their `timeline` event rows in order."""
+    rows: dict[str, list[EventRow]] = defaultdict(list)
+    for chunk in _chunks([t.life_id for t in tickets]):
+        found = session.execute(
             select(
-                TicketRow.life_id,
-                TicketRow.ticket_id,
-                TicketRow.channel,
-                TicketRow.category,
-                TicketRow.priority,
-                TicketRow.opened_at,
+                StoredEventRow.life_id,
+                StoredEventRow.at,
+                StoredEventRow.kind,
+                StoredEventRow.actor,
+                StoredEventRow.data,
             )
-            .where(or_(opened_in, still_open) if open_now else opened_in)
-            .order_by(TicketRow.opened_at, TicketRow.life_id)
-        ).all()
-        rows: dict[str, list[EventRow]] = defaultdict(list)
-        for chunk in _chunks([t.life_id for t in tickets]):
-            found = session.execute(
-                select(
-                    StoredEventRow.life_id,
-                    StoredEventRow.at,
-                    StoredEventRow.kind,
-                    StoredEventRow.actor,
-                    StoredEventRow.data,
-                )
-                .where(StoredEventRow.life_id.in_(chunk), StoredEventRow.stream == "timeline")
-                .order_by(StoredEventRow.life_id, StoredEventRow.seq)
-            )
-            for life_id, at, kind, actor, data in found:
-                rows[life_id].append(
-                    EventRow(at=at, kind=kind, actor=actor, detail=data if isinstance(data, dict) else {})
-                )
+            .where(StoredEventRow.life_id.in_(chunk), StoredEventRow.stream == "timeline")
+            .order_by(StoredEventRow.life_id, StoredEventRow.seq)
+        )
+        for life_id, at, kind, actor, data in found:
+            rows[life_id].append(EventRow(at=at, kind=kind, actor=actor, detail=data if isinstance(data, dict) else {}))
     return [
         TicketFacts(
             ticket_id=t.ticket_id,
+            life_id=t.life_id,
             channel=t.channel,
             category=t.category,
             priority=t.priority,
             opened_at=t.opened_at,
+            policy_version=t.policy_version,
+            closed_at=t.closed_at,
+            events_stored=t.events_stored,
             events=rows.get(t.life_id, []),
         )
         for t in tickets
     ]
 
 
-def review_from_store(
-    store: Store,
-    calendars: Mapping[str, Calendar],
-    *,
-    since: datetime,
-    until: datetime,
-    now: datetime,
-    group_by: str = "none",
-) -> Review:
-    return review(load_facts(store, since, until), calendars, since=since, until=until, now=now, group_by=group_by)
+def load_facts(store: Store, since: datetime, until: datetime, *, open_now: bool = True) -> list[TicketFacts]:
+    """Lives opened in [since, until), and (with `open_now`) every life whose workflow still runs."""
+    opened_in = and_(TicketRow.opened_at >= since, TicketRow.opened_at < until)
+    with Session(store.engine) as session:
+        tickets = session.execute(
+            select(*_TICKET_COLUMNS)
+            .where(or_(opened_in, TicketRow.closed_at.is_(None)) if open_now else opened_in)
+            .order_by(TicketRow.opened_at, TicketRow.life_id)
+        ).all()
+        return _facts(session, tickets)
+
+
+def load_lives(store: Store, life_ids: Sequence[str]) -> list[TicketFacts]:
+    """These lives (in the order of their opening)."""
+    with Session(store.engine) as session:
+        tickets: list[Any] = []
+        for chunk in _chunks(list(life_ids)):
+            tickets += session.execute(select(*_TICKET_COLUMNS).where(TicketRow.life_id.in_(chunk))).all()
+        tickets.sort(key=lambda t: (t.opened_at, t.life_id))
+        return _facts(session, tickets)
+
+
+def frozen_calendars(store: Store) -> Frozen:
+    """The calendars each policy version froze, per holiday year (`policy_calendars`); a row that no
+    longer reads as calendars is left out (its tickets count on the policy in force)."""
+    out: dict[tuple[str, int], dict[str, Calendar]] = {}
+    with Session(store.engine) as session:
+        for row in session.execute(select(PolicyCalendarsRow)).scalars():
+            try:
+                out[(row.policy_version, row.year)] = {
+                    str(name): Calendar.model_validate(value) for name, value in dict(row.calendars).items()
+                }
+            except (ValueError, TypeError):
+                continue
+    return out
 
 
 def counts_from_store(
@@ -120,4 +148,4 @@ def counts_from_store(
     Tickets opened up to 90 days before the window count too (a breach falls due long after opening)."""
     since = day_start - timedelta(days=baseline_days + 90)
     facts = load_facts(store, since, now, open_now=True)
-    return dict(daily_counts(facts, calendars, now))  # type: ignore[arg-type]
+    return dict(daily_counts(facts, calendars, now, frozen_calendars(store)))  # type: ignore[arg-type]

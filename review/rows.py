@@ -33,10 +33,14 @@ class TicketFacts(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     ticket_id: str
+    life_id: str | None = None
     channel: str = "unknown"
     category: str = "unknown"
     priority: str | None = Field(default=None, description="None: the routed priority from the timeline")
     opened_at: AwareDatetime | None = None
+    policy_version: str | None = Field(default=None, description="the policy version it froze (its calendars)")
+    closed_at: AwareDatetime | None = Field(default=None, description="its workflow completed: nothing counts on after")
+    events_stored: int = 0
     events: list[EventRow] = Field(default_factory=list)
 
 

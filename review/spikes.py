@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from config.policy import Calendar
-from review.business_time import Business
+from review.business_time import Frozen, TicketCalendars
 from review.derive import derive
 from review.rows import TicketFacts
 
@@ -31,14 +31,14 @@ class Spike(BaseModel):
 
 
 def daily_counts(
-    tickets: Iterable[TicketFacts], calendars: Mapping[str, Calendar], now: datetime
+    tickets: Iterable[TicketFacts], calendars: Mapping[str, Calendar], now: datetime, frozen: Frozen | None = None
 ) -> dict[tuple[str, date, str], int]:
     """(department, UTC day, measure) -> count of escalations (by the department that escalated) and
     breaches (by the department that held the ticket), by the day they happened."""
-    business = Business(calendars)
+    cals = TicketCalendars(calendars, frozen)
     counts: Counter[tuple[str, date, str]] = Counter()
     for t in tickets:
-        r = derive(t, business, now)
+        r = derive(t, cals.business(t.policy_version, t.opened_at), now)
         for e in r.escalations:
             counts[(e.department, e.at.astimezone(UTC).date(), "escalations")] += 1
         for b in r.breaches:

@@ -8,6 +8,8 @@ activity writes it, the HTTP API and the CLI read timelines from it, and the rev
 from it.
 
 - `models.py`: the tables (`TicketRow`, `EventRow`), also the layout other parts may query.
+- `review_models.py`: the review's tables (frozen calendars, each life's derivation), which the
+  review writes and counts in SQL.
 - `repository.py`: `Store`, the small API: `write(batch)` (idempotent), `lives`, `timeline`,
   `tickets`, `events`.
 - `migrations/`: Alembic; `Store.migrate()` applies them (worker and API at start, `escalations

@@ -33,6 +33,7 @@ from sqlalchemy.engine.url import make_url
 from sqlalchemy.orm import Session
 
 from store.models import EventRow, TicketRow
+from store.review_models import PolicyCalendarsRow
 from workflows.messages import StoreBatch, StoreResult
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -279,6 +280,15 @@ class Store:
             # "insertmanyvalues" sends them as one multi-row INSERT ... RETURNING).
             written = len(conn.execute(statements.events, _event_rows(batch, now)).all())
         return StoreResult(written=written, duplicates=len(batch.events) - written)
+
+    def record_calendars(self, policy_version: str, year: int, calendars: dict[str, Any]) -> None:
+        """The calendars a policy version froze into the tickets of a holiday year (once: the
+        first write stays, a version's frozen calendars never change)."""
+        insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
+        row = {"policy_version": policy_version[:200], "year": year, "calendars": _clean(calendars)}
+        lock = self._write_lock if self._write_lock is not None else contextlib.nullcontext()
+        with lock, self.engine.begin() as conn:
+            conn.execute(insert(PolicyCalendarsRow).on_conflict_do_nothing(), row | {"stored_at": datetime.now(UTC)})
 
     # ------------------------------------------------------------------ reading
     def lives(self, ticket_id: str) -> list[TicketRow]:

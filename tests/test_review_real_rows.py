@@ -23,7 +23,8 @@ from config.policy import Calendar
 from review.aggregate import review
 from review.business_time import Business
 from review.derive import band_of, derive
-from review.query import load_facts
+from review.in_database import review_from_store
+from review.query import frozen_calendars, load_facts
 from review.rows import EventRow, TicketFacts
 from store.repository import Store
 from tests.helpers import ticket
@@ -173,6 +174,13 @@ async def test_every_metric_of_real_tickets_matches_their_own_timelines(
         moved = [shuffled_within_instants(f, rnd) for f in facts.values()]
         again = review(moved, ALWAYS, since=began - timedelta(hours=1), until=now, now=now)
         assert again.model_dump(exclude={"generated_at"}) == base.model_dump(exclude={"generated_at"}), seed
+    # The worker recorded the calendars the tickets' policy version froze (the review counts on them).
+    version = next(iter(facts.values())).policy_version
+    assert version and (version, began.year) in frozen_calendars(store)
+    # Counted in the database (each life's derivation stored, aggregates in SQL): the same review.
+    for _ in range(2):  # deriving the lives, then from what is stored
+        counted = review_from_store(store, ALWAYS, since=began - timedelta(hours=1), until=now, now=now)
+        assert counted.model_dump(exclude={"generated_at"}) == base.model_dump(exclude={"generated_at"})
     store.dispose()
 
 

@@ -27,7 +27,8 @@ from api.server import build_server
 from config.policy import Calendar
 from config.settings import Settings
 from review.aggregate import review
-from review.query import load_facts, review_from_store
+from review.in_database import review_from_store
+from review.query import load_facts
 from store.repository import Store
 from tests.conftest import policy_doc
 from tests.ports import free_port

@@ -64,8 +64,8 @@ def event(seq: int, **fields: Any) -> StoredEvent:
 def test_writes_are_idempotent_and_the_summary_only_moves_forward(store_url: str) -> None:
     store = Store(store_url)
     try:
-        assert store.migrate() == store.head() == "0001"
-        assert store.migrate() == "0001"  # again: nothing to do
+        assert store.migrate() == store.head() == "0002"
+        assert store.migrate() == "0002"  # again: nothing to do
         first = StoreBatch(record=record(ticket={"ticket_id": "T-1"}), first_seq=0, events=[event(0), event(1)])
         assert store.write(first).written == 2
         again = store.write(first)  # a retried flush

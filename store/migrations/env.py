@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine, text
 
+import store.review_models  # noqa: F401  (its tables join Base.metadata)
 from store.models import Base
 
 config = context.config

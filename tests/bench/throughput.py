@@ -215,6 +215,8 @@ async def main() -> None:
     parser.add_argument("--store-rounds", type=int, default=3, help="alternating store on/off lifecycle measurements")
     parser.add_argument("--sample", type=int, default=20, help="lifecycles per kind whose histories are counted")
     parser.add_argument("--event-types", action="store_true", help="also print every event type's count per lifecycle")
+    parser.add_argument("--review", type=int, default=0, help="only the review: N stored lives, review timed")
+    parser.add_argument("--review-db", choices=["sqlite", "postgresql"], default="sqlite", help="review: the store")
     parser.add_argument("--hold", type=int, default=0, help="only the hold: N open tickets breaching on one worker")
     parser.add_argument("--cache", type=int, default=1000, help="hold: the worker's max_cached_workflows")
     parser.add_argument("--hold-rate", type=float, default=25, help="hold: tickets opened per second at most")
@@ -222,6 +224,11 @@ async def main() -> None:
     parser.add_argument("--hold-timeout", type=float, default=300, help="hold: wait after the last deadline (s)")
     parser.add_argument("--hold-sandbox", choices=["on", "off"], default="on", help="hold: the workflow sandbox")
     args = parser.parse_args()
+    if args.review:
+        from tests.bench.review_scale import bench as review_bench
+
+        await review_bench(args.review, args.review_db)
+        return
     global NO_METRICS
     NO_METRICS = args.no_metrics
     n, conc = args.tickets, args.concurrency

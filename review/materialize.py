@@ -1,0 +1,141 @@
+"""Each life's derivation kept in the store (`review_tickets`, `review_items`), so that a review over
+a year counts in SQL instead of walking two million rows in Python.
+
+A life is derived again when the store holds more of its events than its row was derived from, and
+at every review while its workflow is still running (its clocks run on, `now` changes its numbers);
+a closed life's row is final. Only the review writes these tables: losing them loses nothing, the
+next review derives them again from the events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from review.business_time import TicketCalendars
+from review.derive import derive
+from review.query import load_lives
+from review.rows import TicketFacts
+from review.ticket_review import TicketReview
+from store.models import TicketRow
+from store.repository import Store
+from store.review_models import ReviewItemRow, ReviewTicketRow
+
+CHUNK = 1000  # lives derived and written per transaction
+
+
+def ticket_row(facts: TicketFacts, t: TicketReview) -> dict[str, Any]:
+    """The `review_tickets` row of a derived life: what `review.aggregate._group` counts of it."""
+    hierarchical = any(e.kind == "hierarchical" for e in t.escalations)
+    breached_clocks = {b.clock for b in t.breaches}
+    return {
+        "life_id": facts.life_id,
+        "derived_from": facts.events_stored,
+        "final": facts.closed_at is not None,
+        "opened_at": t.opened_at,
+        "opened_day": t.opened_at.astimezone(UTC).date().isoformat(),
+        "ticket_id": t.ticket_id[:200],
+        "department": t.group_key("department")[:200],
+        "tier": t.group_key("tier")[:8],
+        "channel": t.group_key("channel")[:64],
+        "category": t.group_key("category")[:100],
+        "priority": t.group_key("priority")[:32],
+        "policy_version": t.group_key("policy_version")[:200],
+        "is_open": t.is_open,
+        "reached_person": t.reached_person,
+        "resolved_once": t.resolved_once,
+        "reopened": t.reopens > 0,
+        "first_tier": t.reached_person and t.resolved_once and not hierarchical,
+        "self_service": t.self_service,
+        "deflected": t.deflected,
+        "fr_started": "first_response" in t.clocks_started,
+        "fr_breached": "first_response" in t.clocks_started and "first_response" in breached_clocks,
+        "res_started": "resolution" in t.clocks_started,
+        "res_breached": "resolution" in t.clocks_started and "resolution" in breached_clocks,
+        "breached": bool(t.breaches),
+        "escalations": len(t.escalations),
+        "functional": any(e.kind == "functional" for e in t.escalations),
+        "hierarchical": hierarchical,
+        "ladder": any(e.trigger == "ladder" for e in t.escalations),
+        "manual": any(e.trigger == "manual" for e in t.escalations),
+        "departments": len(t.departments),
+        "assignees": len(t.assignees),
+        "first_response_s": t.first_response.total_seconds() if t.first_response is not None else None,
+        "resolution_s": t.resolution.total_seconds() if t.resolution is not None else None,
+        "paused_s": t.paused.total_seconds() if t.paused.total_seconds() > 0 else None,
+    }
+
+
+def item_rows(life_id: str, t: TicketReview) -> list[dict[str, Any]]:
+    """The `review_items` rows of a derived life: its breaches, escalations, periods, ladder steps."""
+    items: list[dict[str, Any]] = []
+    for b in t.breaches:
+        items.append({"kind": "breach", "sub": b.clock[:32], "seconds": b.past.total_seconds()})
+    for e in t.escalations:
+        items.append({"kind": "escalation", "label": e.reason, "sub": e.kind[:32], "trigger": e.trigger[:16]})
+    for p in t.periods:
+        share = p.business / p.resolution_target if p.resolution_target else None
+        items.append(
+            {
+                "kind": "period",
+                "tier": p.tier,
+                "department": p.department[:200],
+                "seconds": p.business.total_seconds(),
+                "share": share,
+                "breaches": p.breaches,
+            }
+        )
+    for rule in t.ladder_rules:
+        items.append({"kind": "ladder", "label": rule})
+    full = {"label": None, "sub": None, "trigger": None, "tier": None, "department": None}
+    full |= {"seconds": None, "share": None, "breaches": None}
+    return [full | item | {"life_id": life_id, "n": n, "opened_at": t.opened_at} for n, item in enumerate(items)]
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for i in range(0, len(items), CHUNK):
+        yield items[i : i + CHUNK]
+
+
+def stale_lives(store: Store, since: datetime, until: datetime) -> list[str]:
+    """Lives opened in [since, until) or still running whose derivation is missing, not final or behind."""
+    rt = ReviewTicketRow
+    wanted = or_(and_(TicketRow.opened_at >= since, TicketRow.opened_at < until), TicketRow.closed_at.is_(None))
+    behind = or_(rt.life_id.is_(None), rt.final.is_(False), rt.derived_from != TicketRow.events_stored)
+    with Session(store.engine) as session:
+        return list(
+            session.scalars(
+                select(TicketRow.life_id).outerjoin(rt, rt.life_id == TicketRow.life_id).where(wanted, behind)
+            )
+        )
+
+
+def refresh(
+    store: Store, calendars: TicketCalendars, since: datetime, until: datetime, now: datetime
+) -> list[TicketReview]:
+    """Derive and store every stale life (see `stale_lives`); returns the derivations of the lives
+    still running (the review's "at risk now" reads them)."""
+    running: list[TicketReview] = []
+    for chunk in _chunks(stale_lives(store, since, until)):
+        facts = load_lives(store, list(chunk))
+        derived = [(f, derive(f, calendars.business(f.policy_version, f.opened_at), now)) for f in facts]
+        running += [t for f, t in derived if f.closed_at is None]
+        tickets = [ticket_row(f, t) for f, t in derived]
+        items = [row for f, t in derived for row in item_rows(str(f.life_id), t)]
+        ids = [f.life_id for f in facts]
+        try:
+            with store.engine.begin() as conn:
+                conn.execute(delete(ReviewItemRow).where(ReviewItemRow.life_id.in_(ids)))
+                conn.execute(delete(ReviewTicketRow).where(ReviewTicketRow.life_id.in_(ids)))
+                if tickets:
+                    conn.execute(insert(ReviewTicketRow), tickets)
+                if items:
+                    conn.execute(insert(ReviewItemRow), items)
+        except IntegrityError:
+            pass  # a review running at the same time wrote these lives first: the same rows
+    return running
