@@ -17,7 +17,6 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 import workflows.decisions as decisions
-import workflows.sla as sla
 import workflows.summary as summary
 import workflows.ticket_views as views
 import workflows.timers as timers
@@ -308,13 +307,8 @@ class TicketEffects(TicketStoreSync):
     def _describe(self) -> None:
         """The ticket's page in the Web UI (current details): no command, nothing in history."""
         try:
-            s = self.state
-            running = [
-                (c.deadline, n.value)
-                for n, c in s.clocks.items()
-                if sla.is_running(c) and c.deadline and c.breached_at is None
-            ]
             version = self._policy_version()
-            workflow.set_current_details(summary.current_details(self._ticket, s, version, min(running, default=None)))
+            nearest = views.next_pending(self.state)
+            workflow.set_current_details(summary.current_details(self._ticket, self.state, version, nearest))
         except Exception:  # a description must never fail a workflow task
             pass

@@ -36,14 +36,20 @@ def bounded_keyword(value: str | None) -> str | None:
 NEXT_DEADLINE_PATCH = "next-deadline-pending-v1"
 
 
-def next_deadline(s: TicketState, *, pending_only: bool = True) -> datetime | None:
-    """The nearest deadline of a running clock; `pending_only`: of one that has not breached yet."""
+def next_pending(s: TicketState, *, pending_only: bool = True) -> tuple[datetime, str] | None:
+    """The nearest deadline of a running clock, with the clock's name; `pending_only`: of one that
+    has not breached yet. (The status query reads its clocks as of its own instant instead.)"""
     deadlines = [
-        c.deadline
-        for c in s.clocks.values()
+        (c.deadline, name.value)
+        for name, c in s.clocks.items()
         if sla.is_running(c) and c.deadline and not (pending_only and c.breached_at is not None)
     ]
     return min(deadlines, default=None)
+
+
+def next_deadline(s: TicketState, *, pending_only: bool = True) -> datetime | None:
+    found = next_pending(s, pending_only=pending_only)
+    return found[0] if found else None
 
 
 def next_deadline_rules_differ(s: TicketState) -> bool:
