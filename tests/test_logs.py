@@ -12,6 +12,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 from temporalio import activity, workflow
@@ -23,7 +24,8 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.testing import WorkflowEnvironment
     from temporalio.worker import Worker
 
-    from workers.logs import TASK_FAILED_EVENT, configure
+    from workers.logs import CORE_LOGGER, TASK_FAILED_EVENT, configure
+    from workers.run_names import RunNames
 
 
 class _Opaque:
@@ -98,7 +100,7 @@ async def test_failed_workflow_task_is_one_error_line_with_the_ticket(
     task_queue = f"tq-logs-{uuid.uuid4().hex[:8]}"
     handle: WorkflowHandle[Any, Any] | None = None
     failures: list[dict[str, Any]] = []
-    async with Worker(ts_env.client, task_queue=task_queue, workflows=[LogTestFailingTask]):
+    async with Worker(ts_env.client, task_queue=task_queue, workflows=[LogTestFailingTask], interceptors=[RunNames()]):
         try:
             handle = await ts_env.client.start_workflow(
                 LogTestFailingTask.run, id=f"ticket-{ticket_id}", task_queue=task_queue
@@ -122,6 +124,12 @@ async def test_failed_workflow_task_is_one_error_line_with_the_ticket(
     assert line["error"] == "RuntimeError: workflow task failure for the log test"
     assert "workflow task failure for the log test" in line["exception"]
     assert "temporal_workflow" not in line and "__temporal_error_identifier" not in line
+    # The core's own lines carry the run id alone: the worker's interceptor learnt whose run it is.
+    core = SimpleNamespace(target="temporalio_sdk_core::worker::workflow", fields={"run_id": handle.result_run_id})
+    logging.getLogger(CORE_LOGGER).warning("Failing workflow task", extra={"temporal_log": core})
+    named = json_lines(log_stream)[-1]
+    assert named["event"] == "Failing workflow task" and named["ticket_id"] == ticket_id
+    assert named["workflow_id"] == f"ticket-{ticket_id}"
     captured = capfd.readouterr()
     assert "--- Logging error ---" not in captured.err + captured.out + log_stream.getvalue()
 
@@ -226,9 +234,7 @@ def test_auto_format_is_console_on_a_terminal_and_json_otherwise() -> None:
 
 
 def test_forwarded_core_lines_have_their_fields_as_fields(log_stream: io.StringIO) -> None:
-    from types import SimpleNamespace
-
-    from workers.logs import CORE_LOGGER, core_logging
+    from workers.logs import core_logging
 
     assert core_logging().forwarding is not None  # the core's own lines come through this renderer
     core = SimpleNamespace(target="temporalio_sdk_core::worker", fields={"run_id": "r-1", "failure": {"x": 1}})

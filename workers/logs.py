@@ -36,6 +36,8 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 from temporalio import activity, workflow
 from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
+from workers.run_names import workflow_of
+
 TICKET_PREFIX = "ticket-"
 TASK_FAILED_EVENT = "workflow_task.failed"
 _TASK_FAILURE_ID = "WorkflowTaskFailure"  # the SDK's `__temporal_error_identifier` extra on that record
@@ -250,6 +252,10 @@ def _temporal_context(_: WrappedLogger, __: str, event_dict: EventDict) -> Event
         exc = exc_info[1] if isinstance(exc_info, tuple) else exc_info
         if isinstance(exc, BaseException):
             event_dict["error"] = f"{type(exc).__name__}: {exc}"
+    if "workflow_id" not in event_dict and "run_id" in event_dict:  # a core line: the run id alone
+        named = workflow_of(event_dict["run_id"])
+        if named is not None:
+            event_dict["workflow_id"] = named
     workflow_id = event_dict.get("workflow_id")
     if isinstance(workflow_id, str) and workflow_id.startswith(TICKET_PREFIX):
         event_dict.setdefault("ticket_id", workflow_id.removeprefix(TICKET_PREFIX))

@@ -12,6 +12,7 @@ from activities.review_activities import ReviewActivities
 from activities.store_activities import StoreActivities
 from activities.ticket_activities import TicketActivities
 from config.settings import Settings
+from workers.run_names import RunNames
 from workers.sandbox import workflow_runner
 from workflows.digest import FloodControl
 from workflows.review_spike import ReviewSpikeWatch
@@ -28,6 +29,7 @@ def build_worker(client: Client, settings: Settings, http: httpx.AsyncClient, ta
         activities=[*activities.all(), *StoreActivities(settings).all(), *ReviewActivities(settings, http).all()],  # type: ignore[list-item]
         max_concurrent_activities=100,
         workflow_runner=workflow_runner(settings.workflow_sandbox),
+        interceptors=[RunNames()],  # the core's log lines name the ticket (workers/run_names.py)
         # SIGTERM: stop polling, let running activities finish (then cancel them; Temporal retries them elsewhere)
         graceful_shutdown_timeout=timedelta(seconds=settings.graceful_shutdown_seconds),
         # The server checks payload sizes, not the worker. An update the ticket refuses carries its
