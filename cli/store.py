@@ -89,8 +89,9 @@ def derive(
     began = time.monotonic()
     try:
         store = shared_store(config.store_database_url)
-        pending = len(stale_lives(store, start, end))
-        refresh(store, TicketCalendars(calendars_of(config.policy_path), frozen_calendars(store)), start, end, now)
+        calendars = TicketCalendars(calendars_of(config.policy_path), frozen_calendars(store))
+        pending = len(stale_lives(store, calendars, start, end))
+        refresh(store, calendars, start, end, now)
     except Exception as err:
         raise CliError(_why(config.store_database_url.split("@")[-1], err), ExitCode.UNREACHABLE) from None
     emit({"derived": pending, "seconds": round(time.monotonic() - began, 1)}, as_json=as_json)

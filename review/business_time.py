@@ -3,8 +3,10 @@ policy no longer has (or one whose arithmetic fails), so one odd ticket never fa
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from config.policy import Calendar
 from workflows.clock import CalendarError, add_business_time, business_time_between
@@ -42,19 +44,36 @@ Frozen = Mapping[tuple[str, int], Mapping[str, Calendar]]
 
 class TicketCalendars:
     """Which calendars a ticket's business time is counted on: those its policy version froze for
-    its holiday year (`store.review_models.PolicyCalendarsRow`), else the policy in force now."""
+    its holiday year (`store.review_models.PolicyCalendarsRow`; a neighbouring year's will do, each
+    carries the holidays of the years around it), else the policy in force now."""
 
     def __init__(self, current: Mapping[str, Calendar], frozen: Frozen | None = None) -> None:
         self._current = Business(current)
         self._frozen = frozen or {}
         self._by_key: dict[tuple[str, int], Business] = {}
+        text = json.dumps({k: v.model_dump(mode="json") for k, v in current.items()}, sort_keys=True, default=str)
+        self.current_digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def frozen_keys(self) -> list[tuple[str, int]]:
+        return list(self._frozen)
+
+    def frozen_for(self, policy_version: str | None, opened_at: datetime | None) -> Mapping[str, Calendar] | None:
+        if policy_version is None or opened_at is None:
+            return None
+        year = opened_at.astimezone(UTC).year
+        for y in (year, year - 1, year + 1):
+            found = self._frozen.get((policy_version, y))
+            if found is not None:
+                return found
+        return None
 
     def business(self, policy_version: str | None, opened_at: datetime | None) -> Business:
-        if policy_version is None or opened_at is None:
+        frozen = self.frozen_for(policy_version, opened_at)
+        if frozen is None or policy_version is None or opened_at is None:
             return self._current
-        key = (policy_version, opened_at.year)
+        key = (policy_version, opened_at.astimezone(UTC).year)
         found = self._by_key.get(key)
         if found is None:
-            calendars = self._frozen.get(key)
-            found = self._by_key[key] = Business(calendars) if calendars is not None else self._current
+            found = self._by_key[key] = Business(frozen)
         return found

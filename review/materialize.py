@@ -1,14 +1,16 @@
 """Each life's derivation kept in the store (`review_tickets`, `review_items`), so that a review over
 a year counts in SQL instead of walking two million rows in Python.
 
-A life is derived again when the store holds more of its events than its row was derived from, and
-at every review while its workflow is still running (its clocks run on, `now` changes its numbers);
-a closed life's row is final. Only the review writes these tables: losing them loses nothing, the
-next review derives them again from the events.
+A life is derived again when the store holds more of its events than its row was derived from, when
+its row was derived on other calendars (the policy in force changed, or its version's frozen ones
+were recorded since) or by another `DERIVATION`, and at every review while its workflow still runs
+(its clocks run on: `now` changes its numbers). Running lives opened outside the period are derived
+in memory only ("at risk now"). Only the review writes these tables: losing them loses nothing.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -26,17 +28,26 @@ from store.models import TicketRow
 from store.repository import Store
 from store.review_models import ReviewItemRow, ReviewTicketRow
 
-CHUNK = 1000  # lives derived and written per transaction
+CHUNK = 500  # lives derived and written per transaction (ids per IN (...): under SQLite's old 999 limit)
+# Bump when `review.derive` changes what it counts: every stored derivation is then made again.
+DERIVATION = "1"
+_ONE_AT_A_TIME = threading.Lock()  # one refresh per process; across processes see `_write`
 
 
-def ticket_row(facts: TicketFacts, t: TicketReview) -> dict[str, Any]:
+def basis_of(calendars: TicketCalendars, policy_version: str | None, opened_at: datetime | None) -> str:
+    frozen = calendars.frozen_for(policy_version, opened_at) is not None
+    return f"{DERIVATION}:frozen" if frozen else f"{DERIVATION}:current:{calendars.current_digest}"
+
+
+def ticket_row(facts: TicketFacts, t: TicketReview, basis: str, now: datetime) -> dict[str, Any]:
     """The `review_tickets` row of a derived life: what `review.aggregate._group` counts of it."""
     hierarchical = any(e.kind == "hierarchical" for e in t.escalations)
     breached_clocks = {b.clock for b in t.breaches}
     return {
         "life_id": facts.life_id,
         "derived_from": facts.events_stored,
-        "final": facts.closed_at is not None,
+        "final": facts.closed_at is not None and facts.closed_at <= now,
+        "basis": basis,
         "opened_at": t.opened_at,
         "opened_day": t.opened_at.astimezone(UTC).date().isoformat(),
         "ticket_id": t.ticket_id[:200],
@@ -102,32 +113,39 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
         yield items[i : i + CHUNK]
 
 
-def stale_lives(store: Store, since: datetime, until: datetime) -> list[str]:
-    """Lives opened in [since, until) or still running whose derivation is missing, not final or behind."""
-    rt = ReviewTicketRow
-    wanted = or_(and_(TicketRow.opened_at >= since, TicketRow.opened_at < until), TicketRow.closed_at.is_(None))
-    behind = or_(rt.life_id.is_(None), rt.final.is_(False), rt.derived_from != TicketRow.events_stored)
+def stale_lives(store: Store, calendars: TicketCalendars, since: datetime, until: datetime) -> list[str]:
+    """Lives opened in [since, until) whose derivation is missing, not final, behind its events, or
+    made on other calendars or by another `DERIVATION`."""
+    rt, t = ReviewTicketRow, TicketRow
+    frozen, current = f"{DERIVATION}:frozen", f"{DERIVATION}:current:{calendars.current_digest}"
+    behind = [rt.life_id.is_(None), rt.final.is_(False), rt.derived_from != t.events_stored]
+    behind.append(rt.basis.not_in([frozen, current]))
+    for version, year in calendars.frozen_keys:  # recorded since those lives were derived on today's
+        years = and_(
+            t.opened_at >= datetime(year - 1, 1, 1, tzinfo=UTC), t.opened_at < datetime(year + 2, 1, 1, tzinfo=UTC)
+        )
+        behind.append(and_(rt.basis == current, t.policy_version == version, years))
     with Session(store.engine) as session:
         return list(
             session.scalars(
-                select(TicketRow.life_id).outerjoin(rt, rt.life_id == TicketRow.life_id).where(wanted, behind)
+                select(t.life_id)
+                .outerjoin(rt, rt.life_id == t.life_id)
+                .where(t.opened_at >= since, t.opened_at < until, or_(*behind))
             )
         )
 
 
-def refresh(
-    store: Store, calendars: TicketCalendars, since: datetime, until: datetime, now: datetime
-) -> list[TicketReview]:
-    """Derive and store every stale life (see `stale_lives`); returns the derivations of the lives
-    still running (the review's "at risk now" reads them)."""
-    running: list[TicketReview] = []
-    for chunk in _chunks(stale_lives(store, since, until)):
-        facts = load_lives(store, list(chunk))
-        derived = [(f, derive(f, calendars.business(f.policy_version, f.opened_at), now)) for f in facts]
-        running += [t for f, t in derived if f.closed_at is None]
-        tickets = [ticket_row(f, t) for f, t in derived]
-        items = [row for f, t in derived for row in item_rows(str(f.life_id), t)]
-        ids = [f.life_id for f in facts]
+def _running_outside(store: Store, since: datetime, until: datetime) -> list[str]:
+    t = TicketRow
+    outside = or_(t.opened_at < since, t.opened_at >= until)
+    with Session(store.engine) as session:
+        return list(session.scalars(select(t.life_id).where(t.closed_at.is_(None), outside)))
+
+
+def _write(store: Store, ids: list[str], tickets: list[dict[str, Any]], items: list[dict[str, Any]]) -> None:
+    """Replace these lives' rows. Another process writing the same lives at once (the command and
+    the API) may insert first: then the rows are replaced once more, after its commit."""
+    for attempt in range(3):
         try:
             with store.engine.begin() as conn:
                 conn.execute(delete(ReviewItemRow).where(ReviewItemRow.life_id.in_(ids)))
@@ -136,6 +154,28 @@ def refresh(
                     conn.execute(insert(ReviewTicketRow), tickets)
                 if items:
                     conn.execute(insert(ReviewItemRow), items)
+            return
         except IntegrityError:
-            pass  # a review running at the same time wrote these lives first: the same rows
+            if attempt == 2:
+                raise
+
+
+def refresh(
+    store: Store, calendars: TicketCalendars, since: datetime, until: datetime, now: datetime
+) -> list[TicketReview]:
+    """Derive and store every stale life of the period (see `stale_lives`); returns the derivations
+    of every life still running (the review's "at risk now" reads them), those outside the period
+    derived in memory only."""
+    running: list[TicketReview] = []
+    with _ONE_AT_A_TIME:
+        for chunk in _chunks(stale_lives(store, calendars, since, until)):
+            facts = load_lives(store, list(chunk))
+            derived = [(f, derive(f, calendars.business(f.policy_version, f.opened_at), now)) for f in facts]
+            running += [t for f, t in derived if f.closed_at is None]
+            tickets = [ticket_row(f, t, basis_of(calendars, f.policy_version, f.opened_at), now) for f, t in derived]
+            items = [row for f, t in derived for row in item_rows(str(f.life_id), t)]
+            _write(store, [str(f.life_id) for f in facts], tickets, items)
+    for chunk in _chunks(_running_outside(store, since, until)):
+        for f in load_lives(store, list(chunk)):
+            running.append(derive(f, calendars.business(f.policy_version, f.opened_at), now))
     return running

@@ -36,6 +36,7 @@ class ReviewTicketRow(Base):
     )
     derived_from: Mapped[int] = mapped_column(Integer, comment="events_stored of the life when derived")
     final: Mapped[bool] = mapped_column(Boolean, comment="the life was closed: this row stays as it is")
+    basis: Mapped[str] = mapped_column(String(80), comment="derivation version and calendars it was derived on")
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
     opened_day: Mapped[str] = mapped_column(String(10), comment="UTC date of opened_at, YYYY-MM-DD")
     ticket_id: Mapped[str] = mapped_column(String(200))

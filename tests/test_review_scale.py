@@ -75,8 +75,6 @@ def test_the_review_in_sql_is_the_python_review(store_url: str) -> None:
     # Each ticket counts business time on the calendars its policy version froze, not today's.
     version = store.tickets()[0].policy_version
     frozen = {name: Calendar(always_open=True).model_dump(mode="json") for name in CURRENT}
-    with store.engine.begin() as conn:
-        conn.execute(update(ReviewTicketRow).values(derived_from=-1))  # derived on the old calendars
     for holiday_year in range(NOW.year - 1, NOW.year + 1):
         store.record_calendars(version, holiday_year, frozen)
         store.record_calendars(version, holiday_year, {})  # a second write changes nothing

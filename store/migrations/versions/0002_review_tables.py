@@ -51,6 +51,7 @@ def upgrade() -> None:
         sa.Column("life_id", sa.String(64), sa.ForeignKey("tickets.life_id", ondelete="CASCADE"), primary_key=True),
         sa.Column("derived_from", sa.Integer(), nullable=False, comment="events_stored of the life when derived"),
         sa.Column("final", sa.Boolean(), nullable=False, comment="the life was closed: this row stays as it is"),
+        sa.Column("basis", sa.String(80), nullable=False, comment="derivation version and calendars it was derived on"),
         sa.Column("opened_at", UTCDateTime(), nullable=False),
         sa.Column("opened_day", sa.String(10), nullable=False, comment="UTC date of opened_at, YYYY-MM-DD"),
         sa.Column("ticket_id", sa.String(200), nullable=False),
