@@ -6,26 +6,45 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from config.policy import Calendar
 from workflows.clock import CalendarError, add_business_time, business_time_between
 
 
 class Business:
-    """Business time on a named calendar; wall time for a calendar it does not know."""
+    """Business time on a named calendar; wall time for a calendar it does not know.
+
+    A span of more than two days is counted as its two partial ends plus whole UTC days, each day's
+    working time computed once per calendar (business time is additive over a split): a ticket
+    open for months costs the review days, not months, of calendar arithmetic at every look."""
 
     def __init__(self, calendars: Mapping[str, Calendar]) -> None:
         self._calendars = calendars
+        self._days: dict[tuple[str, date], timedelta] = {}
 
     def between(self, calendar: str | None, start: datetime, end: datetime) -> timedelta:
         if end <= start:
             return timedelta(0)
-        cal = self._calendars.get(calendar or "")
+        name = calendar or ""
+        cal = self._calendars.get(name)
         if cal is None:
             return end - start
         try:
-            return business_time_between(cal, start, end)
+            if cal.always_open or end - start <= timedelta(days=2):
+                return business_time_between(cal, start, end)
+            first = datetime.combine(start.astimezone(UTC).date() + timedelta(days=1), time(), UTC)
+            last = datetime.combine(end.astimezone(UTC).date(), time(), UTC)
+            total = business_time_between(cal, start, first) + business_time_between(cal, last, end)
+            day = first
+            while day < last:
+                key = (name, day.date())
+                worked = self._days.get(key)
+                if worked is None:
+                    worked = self._days[key] = business_time_between(cal, day, day + timedelta(days=1))
+                total += worked
+                day += timedelta(days=1)
+            return total
         except CalendarError:
             return end - start
 
