@@ -382,3 +382,9 @@ def band_of(used: float) -> str | None:
     if used >= 0.5:
         return "50-75"
     return None
+
+
+# The rows a derivation reads: those with a handler, the opening and routing rows, and any row a
+# person acted in (`reached_person`, `rows.PERSON_ROLES`). The review loads only these (notification rows are most
+# of a long ticket's timeline and change no number).
+READ_KINDS: frozenset[str] = frozenset(_HANDLERS) | {"ticket_opened", "routed"}

@@ -11,6 +11,7 @@ in memory only ("at risk now"). Only the review writes these tables: losing them
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -160,6 +161,36 @@ def _write(store: Store, ids: list[str], tickets: list[dict[str, Any]], items: l
                 raise
 
 
+# The rows of running lives, kept between reviews in this process (an API serves many): a life's
+# stored events only grow, so its rows are good while its `events_stored` is the same.
+_RUNNING_ROWS_MAX = 200_000
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+_running_facts: OrderedDict[tuple[str, str], TicketFacts] = OrderedDict()
+
+
+def _load(store: Store, ids: list[str]) -> list[TicketFacts]:
+    """These lives' facts, those of running lives from the cache when still current."""
+    with Session(store.engine) as session:
+        stored = dict(
+            session.execute(select(TicketRow.life_id, TicketRow.events_stored).where(TicketRow.life_id.in_(ids))).all()
+        )
+    where = str(store.url)
+    kept = {
+        life: facts
+        for life in ids
+        if (facts := _running_facts.get((where, life))) is not None and facts.events_stored == stored.get(life)
+    }
+    loaded = load_lives(store, [life for life in ids if life not in kept])
+    for facts in loaded:
+        if facts.closed_at is None and facts.life_id is not None:
+            _running_facts[(where, facts.life_id)] = facts
+            _running_facts.move_to_end((where, facts.life_id))
+    rows = sum(len(f.events) for f in _running_facts.values())
+    while rows > _RUNNING_ROWS_MAX and _running_facts:
+        rows -= len(_running_facts.popitem(last=False)[1].events)
+    return sorted([*kept.values(), *loaded], key=lambda f: (f.opened_at or _EARLIEST, f.life_id or ""))
+
+
 def refresh(
     store: Store, calendars: TicketCalendars, since: datetime, until: datetime, now: datetime
 ) -> list[TicketReview]:
@@ -169,13 +200,13 @@ def refresh(
     running: list[TicketReview] = []
     with _ONE_AT_A_TIME:
         for chunk in _chunks(stale_lives(store, calendars, since, until)):
-            facts = load_lives(store, list(chunk))
+            facts = _load(store, list(chunk))
             derived = [(f, derive(f, calendars.business(f.policy_version, f.opened_at), now)) for f in facts]
             running += [t for f, t in derived if f.closed_at is None]
             tickets = [ticket_row(f, t, basis_of(calendars, f.policy_version, f.opened_at), now) for f, t in derived]
             items = [row for f, t in derived for row in item_rows(str(f.life_id), t)]
             _write(store, [str(f.life_id) for f in facts], tickets, items)
     for chunk in _chunks(_running_outside(store, since, until)):
-        for f in load_lives(store, list(chunk)):
+        for f in _load(store, list(chunk)):
             running.append(derive(f, calendars.business(f.policy_version, f.opened_at), now))
     return running

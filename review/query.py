@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 
 from config.policy import Calendar, PolicyError, load_policy_file
 from review.business_time import Frozen
-from review.rows import EventRow, TicketFacts
+from review.derive import READ_KINDS
+from review.rows import PERSON_ROLES, EventRow, TicketFacts
 from review.spikes import daily_counts
 from store.models import EventRow as StoredEventRow
 from store.models import TicketRow
@@ -69,8 +70,14 @@ _TICKET_COLUMNS = (
 )
 
 
+# Only the rows a derivation reads (`review.derive.READ_KINDS`, and rows a person acted in).
+_READ = or_(
+    StoredEventRow.kind.in_(sorted(READ_KINDS)), *(StoredEventRow.actor.like(f"{role}:%") for role in PERSON_ROLES)
+)
+
+
 def _facts(session: Session, tickets: Sequence[Any]) -> list[TicketFacts]:
-    """The facts of these lives, with their `timeline` event rows in order."""
+    """The facts of these lives, with the `timeline` event rows a derivation reads, in order."""
     rows: dict[str, list[EventRow]] = defaultdict(list)
     for chunk in _chunks([t.life_id for t in tickets]):
         found = session.execute(
@@ -81,11 +88,12 @@ def _facts(session: Session, tickets: Sequence[Any]) -> list[TicketFacts]:
                 StoredEventRow.actor,
                 StoredEventRow.data,
             )
-            .where(StoredEventRow.life_id.in_(chunk), StoredEventRow.stream == "timeline")
+            .where(StoredEventRow.life_id.in_(chunk), StoredEventRow.stream == "timeline", _READ)
             .order_by(StoredEventRow.life_id, StoredEventRow.seq)
         )
-        for life_id, at, kind, actor, data in found:
-            rows[life_id].append(EventRow(at=at, kind=kind, actor=actor, detail=data if isinstance(data, dict) else {}))
+        for life_id, at, kind, actor, data in found:  # typed by the store's columns: no validation
+            detail = data if isinstance(data, dict) else {}
+            rows[life_id].append(EventRow.model_construct(at=at, kind=kind, actor=actor, detail=detail))
     return [
         TicketFacts(
             ticket_id=t.ticket_id,

@@ -62,11 +62,14 @@ def tier_number(value: Any) -> int:
         return 0
 
 
+PERSON_ROLES: tuple[str, ...] = ("agent", "lead", "manager")
+
+
 def agent_of(actor: str | None) -> str | None:
     if not actor or ":" not in actor:
         return None
     role, _, ident = actor.partition(":")
-    return ident if role in ("agent", "lead", "manager") and ident else None
+    return ident if role in PERSON_ROLES and ident else None
 
 
 _REPEAT = re.compile(r" \(repeat \d+\)|; \d+ earlier reminder\(s\) missed.*$")

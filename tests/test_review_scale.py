@@ -21,7 +21,9 @@ from sqlalchemy.orm import Session
 
 from config.policy import Calendar
 from review.aggregate import GROUP_BYS, Review, review
+from review.business_time import TicketCalendars
 from review.in_database import review_from_store
+from review.materialize import stale_lives
 from review.query import calendars_of, frozen_calendars, load_facts
 from store.models import TicketRow
 from store.repository import Store
@@ -71,6 +73,13 @@ def test_the_review_in_sql_is_the_python_review(store_url: str) -> None:
         review_from_store(store, CURRENT, since=NOW - timedelta(days=365), until=NOW, now=NOW),
         python_review(store, 365, "none"),
     )
+
+    # Derived again only what must be: the running lives; every life once today's calendars change.
+    year_ago = NOW - timedelta(days=365)
+    running = sum(1 for t in store.tickets() if t.closed_at is None)
+    assert len(stale_lives(store, TicketCalendars(CURRENT), year_ago, NOW)) == running
+    changed = {name: Calendar(always_open=True) for name in CURRENT}
+    assert len(stale_lives(store, TicketCalendars(changed), year_ago, NOW)) == 800
 
     # Each ticket counts business time on the calendars its policy version froze, not today's.
     version = store.tickets()[0].policy_version
