@@ -74,6 +74,8 @@ def derive(
     import time
     from datetime import UTC, datetime
 
+    from sqlalchemy.engine.url import make_url
+
     from review.business_time import TicketCalendars
     from review.materialize import refresh, stale_lives
     from review.query import calendars_of, frozen_calendars
@@ -93,7 +95,8 @@ def derive(
         pending = len(stale_lives(store, calendars, start, end))
         refresh(store, calendars, start, end, now)
     except Exception as err:
-        raise CliError(_why(config.store_database_url.split("@")[-1], err), ExitCode.UNREACHABLE) from None
+        where = make_url(config.store_database_url).render_as_string(hide_password=True)
+        raise CliError(_why(where, err), ExitCode.UNREACHABLE) from None
     emit({"derived": pending, "seconds": round(time.monotonic() - began, 1)}, as_json=as_json)
 
 
