@@ -27,6 +27,31 @@ from workers.connection import binary, register_search_attributes
 from workers.worker import build_worker
 from workflows import search_attributes as sa
 
+# Tests never touch the user's data folder (.data: the store `./dev run` and `escalations review`
+# read, and its payload key): every process the tests start, and every `Settings()` they make, gets
+# this session's own folder unless a test names one. `pytest_sessionfinish` checks .data is as it was.
+USER_DATA = Path(__file__).resolve().parent.parent / ".data"
+if "ESCALATIONS_DATA_DIR" not in os.environ:
+    os.environ["ESCALATIONS_DATA_DIR"] = tempfile.mkdtemp(prefix="escalations-test-data-")
+
+
+def _listing(folder: Path) -> list[tuple[str, int, int]] | None:
+    if not folder.exists():
+        return None
+    return sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*"))
+
+
+_USER_DATA_BEFORE = _listing(USER_DATA)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if hasattr(session.config, "workerinput"):
+        return  # an xdist worker: the controller checks once, after all of them
+    if _listing(USER_DATA) != _USER_DATA_BEFORE:
+        print(f"\nerror: the tests wrote into the user's data folder {USER_DATA}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 TEST_SECRET = "whsec_dGVzdC1zZWNyZXQtZm9yLWVzY2FsYXRpb25zLXRlc3Q="
 # Every test server stores encrypted payloads, as production does (workers/codec.py): the one converter.
 TEST_CODEC_KEYS = "test-k1:dGVzdC1vbmx5LWNvZGVjLWtleS0zMi1ieXRlcy0wMDA="

@@ -18,7 +18,7 @@ async def cli(
     env: WorkflowEnvironment, task_queue: str, *args: str, extra_env: dict[str, str] | None = None
 ) -> tuple[int, str, str]:
     """`escalations <args>` in a child process against `env`: exit code, stdout, stderr."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("ESCALATIONS_")}
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("ESCALATIONS_") or k == "ESCALATIONS_DATA_DIR"}
     environ |= {
         "ESCALATIONS_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
         "ESCALATIONS_TASK_QUEUE": task_queue,

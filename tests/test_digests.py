@@ -174,7 +174,7 @@ async def test_a_worker_killed_mid_window_still_sends_the_digest_once_and_comple
     policy = tmp_path / "flood.yaml"
     head = f"head-{os.urandom(3).hex()}"
     policy.write_text(yaml.safe_dump(flood_policy(head, window=20)))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ESCALATIONS_")} | {
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESCALATIONS_") or k == "ESCALATIONS_DATA_DIR"} | {
         "ESCALATIONS_TASK_QUEUE": task_queue,
         "ESCALATIONS_POLICY_PATH": str(policy),
         "ESCALATIONS_ENDPOINTS": json.dumps({"mail": smtp.endpoint()}),

@@ -34,7 +34,7 @@ def refused_policy(tmp_path: Path) -> Path:
 
 
 def test_the_worker_process_refuses_to_start_with_such_a_policy(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ESCALATIONS_")} | {
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESCALATIONS_") or k == "ESCALATIONS_DATA_DIR"} | {
         "ESCALATIONS_POLICY_PATH": str(refused_policy(tmp_path)),
         "ESCALATIONS_CODEC_KEYS": TEST_CODEC_KEYS,
         "ESCALATIONS_TEMPORAL_ADDRESS": "127.0.0.1:1",  # never reached: it stops before connecting

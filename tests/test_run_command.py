@@ -48,7 +48,7 @@ def test_run_brings_up_server_ui_worker_and_api_and_tickets_survive_a_restart(tm
         "ESCALATIONS_API_PORT": free_port(),
         "ESCALATIONS_CODEC_SERVER_PORT": free_port(),
     }
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ESCALATIONS_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESCALATIONS_") or k == "ESCALATIONS_DATA_DIR"}
     secret = "whsec_c2VjcmV0LXRoYXQtbXVzdC1uZXZlci1iZS1sb2dnZWQtMTIzNDU2"
     env |= {k: str(v) for k, v in ports.items()} | {
         "ESCALATIONS_DATA_DIR": str(tmp_path / "data"),

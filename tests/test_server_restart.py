@@ -32,7 +32,7 @@ TARGET = 12  # seconds to the first-response breach
 
 
 def worker_env(settings: Settings, task_queue: str, address: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ESCALATIONS_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESCALATIONS_") or k == "ESCALATIONS_DATA_DIR"}
     return env | {
         "ESCALATIONS_TASK_QUEUE": task_queue,
         "ESCALATIONS_POLICY_PATH": str(settings.policy_path),

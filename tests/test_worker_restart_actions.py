@@ -30,7 +30,7 @@ async def test_a_worker_restarted_while_200_tickets_are_acted_on(dev_env: Workfl
     task_queue = f"tq-restart-{os.urandom(3).hex()}"
     policy = tmp_path / "policy.yaml"
     policy.write_text(yaml.safe_dump(policy_doc()))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ESCALATIONS_")} | {
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESCALATIONS_") or k == "ESCALATIONS_DATA_DIR"} | {
         "ESCALATIONS_TASK_QUEUE": task_queue,
         "ESCALATIONS_POLICY_PATH": str(policy),
         "ESCALATIONS_LOG_LEVEL": "WARNING",
