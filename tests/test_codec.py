@@ -101,14 +101,18 @@ def test_malformed_keys_are_refused_with_the_reason(text: str, reason: str) -> N
 
 def test_embedded_default_makes_one_key_and_refuses_to_replace_a_lost_one(tmp_path: Path) -> None:
     settings = Settings(_env_file=None, data_dir=tmp_path)
-    first = keyring(settings)
+    # A client (the CLI) never makes the key: it names the folder it read and leaves it untouched.
+    with pytest.raises(CodecError, match=f"no codec key in {tmp_path}: the service writes it"):
+        keyring(settings)
+    assert list(tmp_path.iterdir()) == []
+    first = keyring(settings, create=True)  # the service
     assert first is not None and (tmp_path / "codec-keys").stat().st_mode & 0o777 == 0o600
-    assert keyring(settings) == first  # the same key on every start
+    assert keyring(settings) == first  # the same key on every start, and for every client
     rotated = rotate_key_file(tmp_path / "codec-keys")
     assert list(rotated.keys)[1:] == list(first.keys)
     (tmp_path / "codec-keys").unlink()
     with pytest.raises(CodecError, match="missing"):
-        keyring(settings)
+        keyring(settings, create=True)
 
 
 def test_production_without_keys_refuses_and_off_means_plain(tmp_path: Path) -> None:

@@ -143,8 +143,9 @@ class EncryptionCodec(PayloadCodec):
             cipher = self._ciphers.get(key_id)
         if cipher is None:
             raise CodecError(
-                f"payload encrypted with key {key_id!r}, which is not among the known keys "
-                f"({', '.join(self.ring.keys)}); keep old keys after a rotation"
+                f"payload encrypted with key {key_id!r}, which is not among this process's keys "
+                f"({', '.join(self.ring.keys)}): either its key was rotated away (keep old keys after a "
+                "rotation) or this process reads another data folder or key setting than the service"
             )
         try:
             plain = cipher.decrypt(payload.data[:_NONCE], payload.data[_NONCE:], key_id.encode())
@@ -191,8 +192,12 @@ def rotate_key_file(path: Path) -> KeyRing:
     return ring
 
 
-def keyring(settings: Settings) -> KeyRing | None:
-    """The settings' keys; None when encryption is off. Raises `CodecError` saying what is missing."""
+def keyring(settings: Settings, *, create: bool = False) -> KeyRing | None:
+    """The settings' keys; None when encryption is off. Raises `CodecError` saying what is missing.
+
+    `create`: the embedded default's key file may be made here; only the service does that (`serve`).
+    A client (the CLI, a replayer) only reads it, so pointing one at another data folder never
+    leaves a stray key there, and it says which folder it read."""
     if not settings.codec_enabled:
         return None
     if settings.codec_keys is not None:
@@ -206,6 +211,11 @@ def keyring(settings: Settings) -> KeyRing | None:
         )
     ids_file = path.with_name(path.name + ".ids")  # key ids only (no secret): what this data folder has used
     if not path.exists():
+        if may_create and not create:
+            raise CodecError(
+                f"no codec key in {path.parent}: the service writes it when it starts; is ./dev run "
+                f"running with this data folder (ESCALATIONS_DATA_DIR={path.parent})?"
+            )
         if not may_create:
             raise CodecError(f"codec key file {path} does not exist")
         if ids_file.exists():  # a lost key file must not be replaced silently: its tickets would be unreadable
@@ -216,15 +226,15 @@ def keyring(settings: Settings) -> KeyRing | None:
         ring = create_key_file(path)
     else:
         ring = KeyRing.parse(path.read_text(), str(path))
-    if may_create:
+    if may_create and create:
         known = set(ids_file.read_text().split()) if ids_file.exists() else set()
         if not set(ring.keys) <= known:
             ids_file.write_text("".join(f"{key_id}\n" for key_id in sorted(known | set(ring.keys))))
     return ring
 
 
-def codec_for(settings: Settings) -> EncryptionCodec | None:
-    ring = keyring(settings)
+def codec_for(settings: Settings, *, create: bool = False) -> EncryptionCodec | None:
+    ring = keyring(settings, create=create)
     if ring is None:
         return None
     path, _ = _key_file(settings)
@@ -328,5 +338,5 @@ def rotate_configured_key_file(settings: Settings) -> tuple[Path, KeyRing]:
     if path is None or not path.exists():
         raise CodecError(f"no key file to rotate ({path or 'ESCALATIONS_CODEC_KEY_FILE is unset'})")
     ring = rotate_key_file(path)
-    keyring(settings)  # records the new id beside the data folder's key ids
+    keyring(settings, create=True)  # records the new id beside the data folder's key ids
     return path, ring

@@ -59,7 +59,7 @@ async def serve(
     configure(settings.log_format, settings.log_level)
     wanted: set[Role] = set(roles) if roles is not None else ({"worker", "api"} if with_api else {"worker"})
     try:
-        codec = codec_for(settings)
+        codec = codec_for(settings, create=True)  # the embedded default's key is made by the service
     except CodecError as err:
         log.error("codec.keys_invalid", error=str(err))
         print(f"error: {err}", file=sys.stderr)
