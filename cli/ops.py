@@ -73,14 +73,30 @@ def replay(
 
 
 @app.command("receive")
-def receive(port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 8099) -> None:
-    """A local webhook receiver that verifies signatures and prints each event (for demos)."""
-    from cli.receive import serve
+def receive(
+    port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Port on 127.0.0.1; default: ESCALATIONS_WEBHOOK_URL's port if it is local, else 8099.",
+        ),
+    ] = None,
+) -> None:
+    """A local webhook receiver that verifies signatures and prints one line per event (for demos).
 
+    Examples:
+      escalations receive
+      ESCALATIONS_WEBHOOK_URL=http://127.0.0.1:9000/events escalations receive   # the service posts there too
+    """
+    from cli.receive import default_port, serve
+
+    config = settings()
+    chosen = port or default_port(config.webhook_url)
     try:
-        serve(port, settings().webhook_secret.get_secret_value())
+        serve(chosen, config.webhook_secret.get_secret_value())
     except OSError as err:
-        bad_input(f"--port: cannot listen on 127.0.0.1:{port}: {err.strerror or err}")
+        bad_input(f"--port: cannot listen on 127.0.0.1:{chosen}: {err.strerror or err}")
 
 
 @app.command("api-key")
