@@ -80,6 +80,36 @@ def readme_commands() -> list[tuple[str, str | None]]:
     return commands
 
 
+def walkthrough_events() -> list[tuple[str, list[str]]]:
+    """The "Try it" table: (after, [event types]) in order, events at the same time grouped (their
+    notices are sent together, so they may arrive in any order)."""
+    section = README.read_text().split("## Try it", 1)[1].split("\n## ", 1)[0]
+    groups: list[tuple[str, list[str]]] = []
+    for after, kind in re.findall(r"^\| ([^|`]+?) \| `([a-z_]+\.[a-z_]+)` \|", section, flags=re.M):
+        if groups and groups[-1][0] == after:
+            groups[-1][1].append(kind)
+        else:
+            groups.append((after, [kind]))
+    return groups
+
+
+def wait_for_walkthrough(lines: list[str], seconds: float = 180) -> list[str]:
+    """Wait until the receiver printed the README's events, then check them group by group."""
+    expected = walkthrough_events()
+    wanted = sum(len(kinds) for _, kinds in expected)
+    assert wanted >= 5, expected
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and len(lines) < wanted:
+        time.sleep(0.5)
+    printed = [line.split()[1] for line in lines[:wanted]]
+    assert len(printed) == wanted, (expected, lines)
+    at = 0
+    for after, kinds in expected:
+        assert sorted(printed[at : at + len(kinds)]) == sorted(kinds), (after, kinds, lines)
+        at += len(kinds)
+    return printed
+
+
 class Terminal:
     """A process on a pseudo-terminal; what it writes is collected by a thread."""
 
@@ -110,6 +140,11 @@ class Terminal:
         self.reader.join(timeout=5)
         os.close(self.leader)
         return code
+
+
+def collect_lines(stream: Any, lines: list[str]) -> None:
+    for raw in iter(stream.readline, b""):
+        lines.append(raw.decode(errors="replace").rstrip("\n"))
 
 
 def wait_healthy(api: str, process: Any, seconds: float = 120) -> None:
@@ -175,13 +210,17 @@ def test_readme_commands_in_order_on_a_fresh_data_folder(fresh_env: dict[str, st
     background: list[subprocess.Popen[bytes]] = []
     run_log = tmp_path / "run.log"
     seen_terminal = False
+    walked: list[str] = []
     outputs: dict[str, str] = {}
+    shell_assignments: list[str] = []  # `API=...` lines, in effect for the later commands that use them
+    received: list[str] = []  # the receiver's lines
     try:
         for command, expected_error in commands:
             argv = shlex.split(command.replace("\\\n", " "), comments=True)
             began = time.monotonic()
             if not argv or all(re.match(r"^[A-Z_][A-Z0-9_]*=", word) for word in argv):
-                continue  # a setting shown as an example, nothing to run
+                shell_assignments.append(command)  # a shell variable (or a setting shown as an example)
+                continue
             if argv[:2] == ["./dev", "test"]:
                 continue  # that is this test suite
             if argv[:2] == ["./dev", "run"]:
@@ -210,16 +249,24 @@ def test_readme_commands_in_order_on_a_fresh_data_folder(fresh_env: dict[str, st
                 print(f"{time.monotonic() - began:5.1f} s  second {command}: refused, first stopped, this one started")
                 continue
             if argv[0] == ESCALATIONS and argv[1] == "receive":
-                receiver = subprocess.Popen(
-                    [*argv, "--port", str(receiver_port)], cwd=ROOT, env=env, stderr=subprocess.PIPE
-                )
+                # No --port: it listens where ESCALATIONS_WEBHOOK_URL points, as the service posts.
+                receiver = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                 background.append(receiver)
-                assert receiver.stderr is not None
-                assert "receiving signed events on" in receiver.stderr.readline().decode()
+                assert receiver.stderr is not None and receiver.stdout is not None
+                assert f"127.0.0.1:{receiver_port}/events" in receiver.stderr.readline().decode()
+                threading.Thread(target=collect_lines, args=(receiver.stdout, received), daemon=True).start()
                 continue
-            if argv[0] == "curl":
-                argv = [a.replace("localhost:8000", api.removeprefix("http://")) for a in argv]
-            done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+            if argv[:3] == [ESCALATIONS, "act", "T-1001"] and not walked:
+                # Before acting: the events the README promises, as it lists them.
+                walked = wait_for_walkthrough(received)
+                print(f"{time.monotonic() - began:5.1f} s  the receiver printed {', '.join(walked)}")
+            if "$" in command:  # shell expansion: run as a shell runs it, after the variables set before
+                script = "\n".join([*shell_assignments, command.replace("\\\n", " ")])
+                done = subprocess.run(
+                    ["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+                )
+            else:
+                done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
             if expected_error is not None:
                 assert done.returncode != 0 and done.stderr.strip() == expected_error, (command, done)
                 continue
@@ -229,6 +276,7 @@ def test_readme_commands_in_order_on_a_fresh_data_folder(fresh_env: dict[str, st
             if argv[0] == "curl":
                 json.loads(done.stdout)  # the API answered JSON, not an error page
 
+        assert walked, "the README lists the events the demo ticket sends before acting on it"
         assert seen_terminal, "the README starts the service twice: first plainly, then with the demo policy"
         status = outputs[f"{ESCALATIONS} status T-1001"]
         assert "ticket_id\tT-1001" in status.splitlines()  # piped: plain text
