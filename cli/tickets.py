@@ -59,11 +59,14 @@ def open_ticket(
 ) -> None:
     """Open a ticket (start its workflow); opening an id that is already open attaches to it.
 
+    The ticket is checked as `POST /tickets` checks it: unknown fields and an `opened_at` in the
+    future are refused, naming the field (a what-if with a future date is `policy simulate`).
+
     Example: escalations open '{"ticket_id": "T-1", "subject": "Charged twice", "customer": {"id": "c-42"}}'
     """
-    from workflows.models import Ticket
+    from workflows.models import TicketRequest
 
-    model = model_from(Ticket, read_json(ticket, "ticket"), "ticket")
+    model = model_from(TicketRequest, read_json(ticket, "ticket"), "ticket")
 
     async def go() -> Any:
         tickets = await ticket_client(settings())

@@ -28,7 +28,7 @@ AGENT = '{"actor": {"id": "ann", "role": "agent"}}'
 
 
 def environ(address: str, task_queue: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ESCALATIONS_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESCALATIONS_") or k == "ESCALATIONS_DATA_DIR"}
     return env | {
         "ESCALATIONS_TEMPORAL_ADDRESS": address,
         "ESCALATIONS_TASK_QUEUE": task_queue,
@@ -101,6 +101,16 @@ async def test_exit_codes_and_messages(dev_env: WorkflowEnvironment, make_harnes
             (["status", ""], 2, "error: Invalid value for 'ticket_id': a ticket id is needed"),
             (["status", "x" * 201], 2, "error: Invalid value for 'ticket_id': at most 200 characters"),
             (["open", "@/"], 2, "error: ticket: / is a directory, not a JSON file"),
+            # One rule with POST /tickets: a future opening (its clocks would not run) and unknown fields.
+            (
+                [
+                    "open",
+                    '{"ticket_id": "F-1", "subject": "s", "customer": {"id": "c"}, "opened_at": "2199-01-01T00:00Z"}',
+                ],
+                2,
+                "error: invalid ticket: opened_at: Value error, must not be in the future",
+            ),
+            (["open", '{"ticket_id": "F-2", "subject": "s", "customer": {"id": "c"}, "colour": "red"}'], 2, "colour"),
         ]
         results = await asyncio.gather(*(run_cli(env, *args) for args, _, _ in cases))
         for (args, expected_code, message), (code, out, err) in zip(cases, results, strict=True):
