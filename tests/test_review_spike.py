@@ -104,3 +104,23 @@ async def test_spike_sends_one_review_spike_per_department_and_day(
     assert [p["id"] for p in event["recipients"]] == ["bea.head"]
     assert event["data"]["spikes"][0]["measure"] == "escalations" and event["data"]["spikes"][0]["count"] == 8
     verify(TEST_SECRET, deliveries[0].body, deliveries[0].headers)
+
+
+async def test_a_worker_started_with_another_interval_changes_the_running_watch(ts_env: WorkflowEnvironment) -> None:
+    """`review_spike_interval_minutes` applies to a watch that already runs: each worker signals its
+    interval with the start (signal-with-start), and the watch waits that long from its next check."""
+    from review.watch import ensure_spike_watch
+    from workflows.review_spike import WATCH_ID
+
+    task_queue = f"spike-{uuid.uuid4().hex[:8]}"
+    settings = Settings(_env_file=None, review_spike_interval_minutes=15)
+    async with Worker(ts_env.client, task_queue=task_queue, workflows=[ReviewSpikeWatch], activities=[]):
+        assert await ensure_spike_watch(ts_env.client, settings, task_queue)
+        handle = ts_env.client.get_workflow_handle(WATCH_ID)
+        assert await handle.query("interval", result_type=timedelta) == timedelta(minutes=15)
+        faster = settings.model_copy(update={"review_spike_interval_minutes": 2})
+        assert await ensure_spike_watch(ts_env.client, faster, task_queue)
+        assert await handle.query("interval", result_type=timedelta) == timedelta(minutes=2)
+        await handle.signal("set_interval", "nonsense")  # refused quietly, the watch goes on
+        assert await handle.query("interval", result_type=timedelta) == timedelta(minutes=2)
+        await handle.terminate("test over")

@@ -39,8 +39,31 @@ SEND_OPTIONS = ActivityOptions(
 
 @workflow.defn(name="ReviewSpikeWatch")
 class ReviewSpikeWatch:
+    """`set_interval` (sent by every worker at start, `review/watch.py`) changes how often it checks from
+    the next wait on; it is carried across continue-as-new with the rest of the state."""
+
+    def __init__(self) -> None:
+        self._state: SpikeWatchState | None = None
+        self._early: timedelta | None = None  # signalled before the run began (signal-with-start)
+
+    @workflow.signal(name="set_interval")
+    def set_interval(self, interval: timedelta) -> None:
+        if not isinstance(interval, timedelta) or not timedelta(seconds=1) <= interval <= timedelta(days=7):
+            return  # a signal never fails the task
+        if self._state is None:
+            self._early = interval
+        else:
+            self._state.interval = interval
+
+    @workflow.query(name="interval")
+    def interval(self) -> timedelta | None:
+        return self._state.interval if self._state is not None else self._early
+
     @workflow.run
     async def run(self, state: SpikeWatchState) -> None:
+        self._state = state
+        if self._early is not None:
+            state.interval = self._early
         for _ in range(CHECKS_PER_RUN):
             try:
                 found = await workflow.execute_activity_method(
