@@ -35,7 +35,12 @@ def migrate(as_json: JsonOption = False) -> None:
 
 @store_app.command("status")
 def status(as_json: JsonOption = False) -> None:
-    """Where the store is, its schema revision against the newest, and how many tickets and events it holds."""
+    """Where the store is, its schema revision against the newest, and how many tickets and events it holds.
+
+    Examples:
+      escalations store status
+      ESCALATIONS_STORE_URL=postgresql+psycopg://escalations@db/escalations escalations store status --json
+    """
     from sqlalchemy import func, select
 
     from store.models import EventRow, TicketRow
