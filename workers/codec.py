@@ -143,9 +143,9 @@ class EncryptionCodec(PayloadCodec):
             cipher = self._ciphers.get(key_id)
         if cipher is None:
             raise CodecError(
-                f"payload encrypted with key {key_id!r}, which is not among this process's keys "
-                f"({', '.join(self.ring.keys)}): either its key was rotated away (keep old keys after a "
-                "rotation) or this process reads another data folder or key setting than the service"
+                f"payload encrypted with key {key_id!r}, which is not among the known keys "
+                f"({', '.join(self.ring.keys)}): its key was rotated away (keep old keys after a rotation), "
+                "or this process reads another data folder or key setting than the service that wrote it"
             )
         try:
             plain = cipher.decrypt(payload.data[:_NONCE], payload.data[_NONCE:], key_id.encode())
