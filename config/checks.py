@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from config.helpdesk_schema import HelpdeskMapping, helpdesk_problems
 from config.notification_schema import EVENT_TYPES, TEMPLATE_PARTS, ChannelKind, Notifications
 from config.schema import (
     Calendar,
@@ -45,6 +46,8 @@ class PolicyView(Protocol):
     def permissions(self) -> Mapping[Role, Permission]: ...
     @property
     def notifications(self) -> Notifications: ...
+    @property
+    def helpdesks(self) -> Mapping[str, HelpdeskMapping]: ...
 
     def next_tier(self, level: int) -> int | None: ...
 
@@ -108,6 +111,7 @@ def check_semantics(policy: PolicyView) -> list[str]:
         if role not in set(Role):
             problems.append(f"permissions.{role}: unknown role")
     problems += _notification_problems(policy.notifications)
+    problems += helpdesk_problems(policy)
     return problems
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import Field, ValidationInfo, model_validator
 
 from config.checks import check_semantics
+from config.helpdesk_schema import HelpdeskMapping
 from config.notification_schema import Notifications
 from config.schema import (
     Approvals,
@@ -47,6 +48,10 @@ class Policy(Strict):
     approvals: Approvals = Field(default_factory=Approvals)
     reopen_window: timedelta = timedelta(days=7)
     notifications: Notifications = Field(default_factory=Notifications)
+    helpdesks: dict[str, HelpdeskMapping] = Field(
+        default_factory=dict,
+        description="per connector endpoint name: the helpdesk's ids to ours (config/helpdesk_schema.py); not frozen",
+    )
 
     @model_validator(mode="after")
     def _semantics(self, info: ValidationInfo) -> Policy:

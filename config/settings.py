@@ -38,6 +38,13 @@ class EndpointSettings(BaseModel):
     password: SecretStr | None = None
     sender: str = Field(default="escalations@localhost", description="From: address of email notices")
     timeout_seconds: float = 15.0
+    token: SecretStr | None = Field(
+        default=None,
+        description="helpdesk connectors: the API token (Zendesk, Jira), API key (Freshdesk), routing key (PagerDuty)",
+    )
+    rate_per_minute: int | None = Field(
+        default=None, ge=1, description="helpdesk connectors: most calls per minute to this account, per worker"
+    )
 
     @property
     def smtp_port(self) -> int:

@@ -36,16 +36,19 @@ def policy_from_snapshot(fingerprint: str, document: dict[str, Any]) -> Policy:
 
 
 def frozen_policy(policy: Policy, year: int, *, webhook_url_set: bool = False) -> Policy:
-    """The policy a ticket opened in `year` carries: holidays expanded, endpoints by name only.
+    """The policy a ticket opened in `year` carries: holidays expanded, endpoints by name only, no
+    helpdesk mapping.
 
     A URL (or the worker's `WEBHOOK_URL`, `webhook_url_set`) is looked up again at delivery, never
     frozen; with `WEBHOOK_URL` set, the policy's webhook endpoints give way to the one it names."""
     policy = resolve_holidays(policy, holiday_years(year))
     endpoints = [e.model_copy(update={"url": None}) for e in policy.notifications.endpoints]
-    if webhook_url_set:
-        endpoints = [e for e in endpoints if e.channel != ChannelKind.webhook]
+    if webhook_url_set:  # helpdesk connectors are not webhooks to replace: they stay
+        endpoints = [e for e in endpoints if e.channel != ChannelKind.webhook or e.name in policy.helpdesks]
         endpoints.insert(0, Endpoint(name="settings"))
-    return policy.model_copy(update={"notifications": policy.notifications.model_copy(update={"endpoints": endpoints})})
+    notifications = policy.notifications.model_copy(update={"endpoints": endpoints})
+    # The helpdesk mapping is deployment data, read from the worker's policy file at delivery.
+    return policy.model_copy(update={"notifications": notifications, "helpdesks": {}})
 
 
 def ticket_policy(policy: Policy, year: int, *, webhook_url_set: bool = False) -> Policy:
