@@ -21,6 +21,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import channels
+from activities.helpdesk_delivery import RateLimits, deliver_to_helpdesk
 from activities.http_errors import BENIGN, raise_for_status
 from activities.metrics import record_try, result_of
 from activities.policy_calendars import CalendarRecorder
@@ -57,6 +58,7 @@ class TicketActivities:
         # hands out the same object until the file changes, so no fingerprint is computed per ticket.
         self._snapshots: dict[int, tuple[Policy, PolicySnapshot]] = {}
         self._calendars = CalendarRecorder(settings.store_database_url)
+        self._helpdesk_limits = RateLimits()
 
     def _current_policy(self) -> Policy:
         return self._policy_file.current()
@@ -261,6 +263,21 @@ class TicketActivities:
                 raise
             record_try(request.endpoint.name, result_of(status), started)
             bound.info("notice.delivered", status_code=status)
+            return DeliveryResult(
+                webhook_id=event.id, endpoint=request.endpoint.name, status_code=status, attempt=info.attempt
+            )
+        policy = self._policy_or_none()
+        if policy is not None and request.endpoint.name in policy.helpdesks:  # a connector, not a webhook
+            status, detail = await deliver_to_helpdesk(
+                event,
+                request.endpoint.name,
+                request.key(),
+                policy,
+                self._settings.endpoints.get(request.endpoint.name),
+                self._http,
+                self._helpdesk_limits,
+            )
+            bound.info("notice.delivered", status_code=status, detail=detail[:300])
             return DeliveryResult(
                 webhook_id=event.id, endpoint=request.endpoint.name, status_code=status, attempt=info.attempt
             )

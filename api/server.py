@@ -25,7 +25,7 @@ from api.auth import PUBLIC, KeyRing
 from api.deps import ApiContext, PageTokens, roles_of_action
 from api.docs import mount_docs
 from api.guard import BodyGuard, install_error_handlers
-from api.routes import actions, audit, tickets, webhooks
+from api.routes import actions, audit, connectors, tickets, webhooks
 from config.settings import Settings
 from workers.health import add_health_routes
 from workers.telemetry import instrument_api
@@ -61,6 +61,7 @@ def create_app(settings: Settings, client: Client) -> FastAPI:
 
     add_review_routes(app, settings)
     add_routes(app, webhooks.router)
+    add_routes(app, connectors.router)  # after /webhooks/helpdesk, which it must not shadow
     return app
 
 

@@ -74,7 +74,7 @@ async def helpdesk_webhook(request: Request) -> dict[str, Any]:
     return answer
 
 
-async def _already_applied(ctx: ApiContext, ticket_id: str, update_id: str) -> bool:
+async def already_applied(ctx: ApiContext, ticket_id: str, update_id: str) -> bool:
     """Durable replay check: did any API process (before a restart, or a replica) send it?"""
     try:
         await ctx.tickets.handle(ticket_id).get_update_handle(update_id).result(rpc_timeout=timedelta(seconds=5))
@@ -130,7 +130,7 @@ async def _inbound(ctx: ApiContext, webhook_id: str, body: bytes) -> dict[str, A
         msg = f"not JSON the API accepts: {type(err).__name__}"
         raise HTTPException(422, [{"loc": ["body"], "msg": msg, "type": "json_invalid"}]) from None
     update_id = f"webhook:{webhook_id}"
-    if await _already_applied(ctx, ticket_id, update_id):
+    if await already_applied(ctx, ticket_id, update_id):
         raise HTTPException(401, f"webhook refused: webhook-id {webhook_id!r} was already received")
     try:
         await ctx.guard_missing(ctx.tickets.act(ticket_id, action, payload, update_id=update_id))

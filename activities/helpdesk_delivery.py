@@ -1,0 +1,130 @@
+"""A notice to a helpdesk connector endpoint: one of our events carried out through its API.
+
+An endpoint named in the policy's `helpdesks` section is a connector, not a signed webhook. The
+notice is the same outbox entry as any other (key `<event id>@<endpoint>`, unique per ticket life
+and event, retried within the outbox's budget, shown as undelivered while it fails); here it
+becomes the helpdesk's calls. A 429 waits its `Retry-After`; `rate_per_minute` in the endpoint's
+settings caps the calls to one account from this worker (a token bucket shared by its activities),
+and a notice over the cap is tried again when a token is due, not dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+import httpx
+import structlog
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+
+from activities.helpdesks import CONNECTORS
+from activities.helpdesks.base import HelpdeskError
+from activities.metrics import record_try
+from config.helpdesk_schema import HelpdeskMapping
+from config.policy import Policy
+from config.settings import EndpointSettings
+from workflows.messages import OutboundEvent
+
+log = structlog.get_logger("helpdesk")
+BENIGN = ApplicationErrorCategory.BENIGN
+WAIT_INLINE_SECONDS = 5.0  # a token due sooner is waited for here; later, the notice is retried then
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: float
+
+
+class RateLimits:
+    """Per endpoint (one helpdesk account): at most `rate_per_minute` calls a minute from this worker."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, _Bucket] = {}
+        self._lock = asyncio.Lock()
+
+    async def take(self, name: str, per_minute: int | None) -> float:
+        """0 once a token is taken (perhaps after a short wait), else the seconds until one is due."""
+        if per_minute is None:
+            return 0.0
+        rate = per_minute / 60.0
+        while True:
+            async with self._lock:
+                now = time.monotonic()
+                bucket = self._buckets.setdefault(name, _Bucket(float(per_minute), now))
+                bucket.tokens = min(float(per_minute), bucket.tokens + (now - bucket.at) * rate)
+                bucket.at = now
+                if bucket.tokens >= 1:
+                    bucket.tokens -= 1
+                    return 0.0
+                due = (1 - bucket.tokens) / rate
+            if due > WAIT_INLINE_SECONDS:
+                return due
+            await asyncio.sleep(due)
+
+
+def _with_paging_context(event: OutboundEvent, policy: Policy, mapping: HelpdeskMapping) -> OutboundEvent:
+    """PagerDuty pages for the top tier, and for an approval that timed out whatever the tier."""
+    if mapping.kind != "pagerduty":
+        return event
+    top = event.tier if event.rule == "approvals.timeout" else max(policy.tier_levels())
+    return event.model_copy(update={"data": {**event.data, "top_tier": top}})
+
+
+async def deliver_to_helpdesk(
+    event: OutboundEvent,
+    name: str,
+    key: str,
+    policy: Policy,
+    credentials: EndpointSettings | None,
+    http: httpx.AsyncClient,
+    limits: RateLimits,
+) -> tuple[int, str]:
+    """(status, what was done) for the `DeliveryResult`; raises the `ApplicationError` that says how to retry."""
+    mapping = policy.helpdesks[name]
+    bound = log.bind(ticket_id=event.ticket_id, event_type=event.type, endpoint=name, helpdesk=mapping.kind)
+    if credentials is None:  # retried: configure the endpoint and the waiting notice goes out
+        raise ApplicationError(
+            f"helpdesk endpoint {name!r} has no credentials in ESCALATIONS_ENDPOINTS",
+            type="EndpointMissing",
+            category=BENIGN,
+        )
+    department = policy.departments.get(event.department)
+    queue = department.queues.get(event.tier) if department is not None else None
+    heads = [p.email for p in event.cc if p.email]
+    wait = await limits.take(name, credentials.rate_per_minute)
+    if wait:
+        record_try(name, "429", time.monotonic())  # our own cap: counted as the helpdesk's would be
+        raise ApplicationError(
+            f"helpdesk {name}: over its {credentials.rate_per_minute} calls a minute",
+            type="RateLimited",
+            next_retry_delay=_seconds(wait),
+            category=BENIGN,
+        )
+    started = time.monotonic()
+    try:
+        applied = await CONNECTORS[mapping.kind].apply(
+            _with_paging_context(event, policy, mapping), queue, heads, mapping, credentials, http, key
+        )
+    except HelpdeskError as err:
+        outcome = "429" if err.status == 429 else "rejected" if err.permanent else "failed"
+        record_try(name, outcome, started)
+        bound.warning("helpdesk.refused" if err.permanent else "helpdesk.failed", status=err.status, error=str(err))
+        if err.permanent:
+            raise ApplicationError(str(err), type="DeliveryRejected", non_retryable=True, category=BENIGN) from None
+        delay = _seconds(err.retry_after) if err.retry_after else None
+        kind = "RateLimited" if err.status == 429 else "DeliveryFailed"
+        raise ApplicationError(str(err), type=kind, next_retry_delay=delay, category=BENIGN) from None
+    if applied.skipped:
+        record_try(name, "skipped", started)
+        bound.info("helpdesk.skipped", reason=applied.skipped)
+        return 204, applied.skipped
+    record_try(name, "2xx", started)
+    bound.info("helpdesk.applied", calls=applied.calls)
+    return 200, "; ".join(applied.calls)
+
+
+def _seconds(value: float) -> timedelta:
+    return timedelta(seconds=max(1.0, min(value, 3600.0)))
