@@ -19,7 +19,16 @@ import typer
 from cli.app import CliError, ExitCode, app, quiet_logs
 
 # Each module registers its commands on import; `--help` lists them in this order.
-COMMAND_MODULES = ["cli.service", "cli.tickets", "cli.policy", "cli.ops", "cli.notify", "cli.store", "cli.review"]
+COMMAND_MODULES = [
+    "cli.service",
+    "cli.tickets",
+    "cli.policy",
+    "cli.ops",
+    "cli.connect",
+    "cli.notify",
+    "cli.store",
+    "cli.review",
+]
 for _module in COMMAND_MODULES:
     importlib.import_module(_module)
 
