@@ -6,6 +6,11 @@ and event, retried within the outbox's budget, shown as undelivered while it fai
 becomes the helpdesk's calls. A 429 waits its `Retry-After`; `rate_per_minute` in the endpoint's
 settings caps the calls to one account from this worker (a token bucket shared by its activities),
 and a notice over the cap is tried again when a token is due, not dropped.
+
+Notices retried after an outage end in any order, so each brings the helpdesk to the ticket's
+state *now* (its `status` query: tier, department, queue, priority), not to the state of its own
+moment: the group there is the current queue whichever escalation's call goes last. A resolution
+delivered after a reopening, or a page after the resolution, is skipped.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from datetime import timedelta
 
 import httpx
 import structlog
+from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.helpdesks import CONNECTORS
 from activities.helpdesks.base import HelpdeskError
@@ -26,6 +33,7 @@ from config.helpdesk_schema import HelpdeskMapping
 from config.policy import Policy
 from config.settings import EndpointSettings
 from workflows.messages import OutboundEvent
+from workflows.models import TicketStatus
 
 log = structlog.get_logger("helpdesk")
 BENIGN = ApplicationErrorCategory.BENIGN
@@ -65,6 +73,41 @@ class RateLimits:
             await asyncio.sleep(due)
 
 
+async def current_status(workflow_id: str) -> TicketStatus | None:
+    """The ticket's status now, or None when it cannot say (then the event's own values are used)."""
+    try:
+        handle = activity.client().get_workflow_handle(workflow_id)
+    except RuntimeError:  # no client (an activity run outside a worker)
+        return None
+    for attempt in range(5):
+        try:
+            status: TicketStatus = await handle.query(
+                "status", result_type=TicketStatus, rpc_timeout=timedelta(seconds=5)
+            )
+            return status
+        except RPCError as err:
+            if err.status != RPCStatusCode.RESOURCE_EXHAUSTED:  # busy with a task: ask again shortly
+                return None
+            await asyncio.sleep(0.2 * (attempt + 1))
+        except Exception:  # a query failure of any kind: fall back, never fail the notice for it
+            return None
+    return None
+
+
+def _as_now(event: OutboundEvent, status: TicketStatus | None, mapping: HelpdeskMapping) -> OutboundEvent | str:
+    """The event with the ticket's present tier, department and priority; a reason when it is stale."""
+    if status is None:
+        return event
+    resolved = status.state == "resolved"
+    if event.type == "ticket.resolved" and not resolved:
+        return "the ticket was reopened since: its resolution is not written there"
+    if mapping.kind == "pagerduty" and event.type != "ticket.resolved" and resolved:
+        return "the ticket is resolved now: nobody is paged"
+    return event.model_copy(
+        update={"tier": status.tier, "department": status.department, "priority": status.priority.value}
+    )
+
+
 def _with_paging_context(event: OutboundEvent, policy: Policy, mapping: HelpdeskMapping) -> OutboundEvent:
     """PagerDuty pages for the top tier, and for an approval that timed out whatever the tier."""
     if mapping.kind != "pagerduty":
@@ -91,8 +134,16 @@ async def deliver_to_helpdesk(
             type="EndpointMissing",
             category=BENIGN,
         )
+    status = await current_status(event.workflow_id)
+    present = _as_now(event, status, mapping)
+    if isinstance(present, str):
+        bound.info("helpdesk.skipped", reason=present)
+        return 204, present
+    event = present
     department = policy.departments.get(event.department)
-    queue = department.queues.get(event.tier) if department is not None else None
+    queue = (status.queue if status is not None else None) or (
+        department.queues.get(event.tier) if department is not None else None
+    )
     heads = [p.email for p in event.cc if p.email]
     wait = await limits.take(name, credentials.rate_per_minute)
     if wait:
