@@ -4,7 +4,8 @@ An endpoint named in the policy's `helpdesks` section is a connector, not a sign
 notice is the same outbox entry as any other (key `<event id>@<endpoint>`, unique per ticket life
 and event, retried within the outbox's budget, shown as undelivered while it fails); here it
 becomes the helpdesk's calls. A 429 waits its `Retry-After`; `rate_per_minute` in the endpoint's
-settings caps the calls to one account from this worker (a token bucket shared by its activities),
+settings caps the notices to one account from this worker (a token bucket shared by its
+activities; a notice makes one to three calls),
 and a notice over the cap is tried again when a token is due, not dropped.
 
 Notices retried after an outage end in any order, so each brings the helpdesk to the ticket's
@@ -37,7 +38,8 @@ from workflows.models import TicketStatus
 
 log = structlog.get_logger("helpdesk")
 BENIGN = ApplicationErrorCategory.BENIGN
-WAIT_INLINE_SECONDS = 5.0  # a token due sooner is waited for here; later, the notice is retried then
+WAIT_INLINE_SECONDS = 3.0  # a token due sooner is waited for here; later, the notice is retried then
+CALL_SECONDS = 3.0  # each call there waits at most this (or less, by the endpoint's timeout): a try has 15 s
 
 
 @dataclass
@@ -155,9 +157,10 @@ async def deliver_to_helpdesk(
             category=BENIGN,
         )
     started = time.monotonic()
+    bounded = credentials.model_copy(update={"timeout_seconds": min(credentials.timeout_seconds, CALL_SECONDS)})
     try:
         applied = await CONNECTORS[mapping.kind].apply(
-            _with_paging_context(event, policy, mapping), queue, heads, mapping, credentials, http, key
+            _with_paging_context(event, policy, mapping), queue, heads, mapping, bounded, http, key
         )
     except HelpdeskError as err:
         outcome = "429" if err.status == 429 else "rejected" if err.permanent else "failed"

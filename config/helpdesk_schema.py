@@ -52,7 +52,7 @@ class HelpdeskMapping(Strict):
     )
     resolved_statuses: list[str] = Field(
         default_factory=lambda: ["solved", "closed", "resolved", "done", "4", "5"],
-        description="their statuses that mean resolved (inbound: a resolve action; outbound: the status set)",
+        description="their statuses that mean resolved (inbound: a resolve action)",
     )
     pending_statuses: list[str] = Field(
         default_factory=lambda: ["pending", "3", "waiting for customer"],

@@ -43,7 +43,9 @@ class EndpointSettings(BaseModel):
         description="helpdesk connectors: the API token (Zendesk, Jira), API key (Freshdesk), routing key (PagerDuty)",
     )
     rate_per_minute: int | None = Field(
-        default=None, ge=1, description="helpdesk connectors: most calls per minute to this account, per worker"
+        default=None,
+        ge=1,
+        description="helpdesk connectors: most notices a minute to this account, per worker (each makes 1-3 calls)",
     )
 
     @property

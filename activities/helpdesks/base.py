@@ -8,7 +8,7 @@ route answers 401 before it parses anything.
 Outbound: `apply(...)` carries out one of this product's events (reassigned, escalated, cc,
 breached, resolved) through the helpdesk's API: group, assignee, priority, a private note, CCs,
 status. It raises `HelpdeskError`, whose `retry_after` and `permanent` tell the activity how to
-retry; the activity (activities/connector_activities.py) owns timeouts, metrics and the key.
+retry; the delivery (activities/helpdesk_delivery.py) owns timeouts, metrics and the key.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ the Events API v2 (`POST https://events.pagerduty.com/v2/enqueue`, the routing k
 integration key of an "Events API v2" integration; `202 {"status": "success", ...}`); PagerDuty sends
 nothing here, so `verify` and `read` refuse.
 
-- Trigger: `ticket.escalated`, `sla.breached` and `approval.requested`; when the event's data names the
+- Trigger: `ticket.escalated`, `sla.breached` and `approval.requested` (and the head's CC of an
+  approval that timed out at the top tier, where there is nowhere to escalate to); when the event's data names the
   policy's top tier (`top_tier`), only events at that tier page. `ticket.resolved` resolves. Severity
   from the ticket's priority: urgent critical, high error, normal warning, low info.
 - One alert per ticket life: `dedup_key` = `<workflow id>:<life>`, the life read from the event id
@@ -74,7 +75,7 @@ class PagerDuty:
         body: dict[str, Any] = {"routing_key": routing_key, "dedup_key": dedup_key(event)}
         if event.type == "ticket.resolved":
             body["event_action"] = "resolve"
-        elif event.type in TRIGGERS:
+        elif event.type in TRIGGERS or (event.type == "ticket.cc" and event.rule == "approvals.timeout"):
             top = event.data.get("top_tier")
             if isinstance(top, int) and not isinstance(top, bool) and event.tier < top:
                 return Applied([], skipped=f"tier {event.tier} is below the top tier {top}: nobody is paged")
