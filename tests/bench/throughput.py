@@ -217,6 +217,7 @@ async def main() -> None:
     parser.add_argument("--event-types", action="store_true", help="also print every event type's count per lifecycle")
     parser.add_argument("--review", type=int, default=0, help="only the review: N stored lives, review timed")
     parser.add_argument("--review-db", choices=["sqlite", "postgresql"], default="sqlite", help="review: the store")
+    parser.add_argument("--connector", type=int, default=0, help="only the connector: N tickets, webhook vs Zendesk")
     parser.add_argument("--hold", type=int, default=0, help="only the hold: N open tickets breaching on one worker")
     parser.add_argument("--cache", type=int, default=1000, help="hold: the worker's max_cached_workflows")
     parser.add_argument("--hold-rate", type=float, default=25, help="hold: tickets opened per second at most")
@@ -228,6 +229,11 @@ async def main() -> None:
         from tests.bench.review_scale import bench as review_bench
 
         await review_bench(args.review, args.review_db)
+        return
+    if args.connector:
+        from tests.bench.connector import bench as connector_bench
+
+        await connector_bench(args.connector, args.concurrency, args.breach_rate, 3, bench_policy())
         return
     global NO_METRICS
     NO_METRICS = args.no_metrics
