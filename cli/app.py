@@ -83,13 +83,14 @@ JsonOption = Annotated[
 
 
 def quiet_logs(level: str) -> None:
-    """Logs on stderr at `level` and above, in the LOG_FORMAT setting's format (auto: console on a terminal)."""
+    """Logs on stderr at `level` and above: readable lines for a person running a command, piped or not
+    (JSON lines are for the service's processes, `run` sets its own); LOG_FORMAT=json asks for JSON."""
     import os
 
     from workers.logs import configure
 
     fmt = os.environ.get("ESCALATIONS_LOG_FORMAT", "auto").lower()
-    configure(fmt if fmt in ("auto", "json", "console") else "auto", level)
+    configure("json" if fmt == "json" else "console", level)
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
