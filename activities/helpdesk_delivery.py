@@ -103,8 +103,12 @@ def _as_now(event: OutboundEvent, status: TicketStatus | None, mapping: Helpdesk
     resolved = status.state == "resolved"
     if event.type == "ticket.resolved" and not resolved:
         return "the ticket was reopened since: its resolution is not written there"
-    if mapping.kind == "pagerduty" and event.type != "ticket.resolved" and resolved:
-        return "the ticket is resolved now: nobody is paged"
+    if event.type != "ticket.resolved" and resolved:  # an escalation retried after the resolution
+        return (
+            "the ticket is resolved now: nobody is paged"
+            if mapping.kind == "pagerduty"
+            else ("the ticket is resolved now: its earlier step is not written there")
+        )
     return event.model_copy(
         update={"tier": status.tier, "department": status.department, "priority": status.priority.value}
     )
@@ -162,6 +166,8 @@ async def deliver_to_helpdesk(
         applied = await CONNECTORS[mapping.kind].apply(
             _with_paging_context(event, policy, mapping), queue, heads, mapping, bounded, http, key
         )
+    except (ApplicationError, asyncio.CancelledError):
+        raise
     except HelpdeskError as err:
         outcome = "429" if err.status == 429 else "rejected" if err.permanent else "failed"
         record_try(name, outcome, started)
@@ -171,6 +177,12 @@ async def deliver_to_helpdesk(
         delay = _seconds(err.retry_after) if err.retry_after else None
         kind = "RateLimited" if err.status == 429 else "DeliveryFailed"
         raise ApplicationError(str(err), type=kind, next_retry_delay=delay, category=BENIGN) from None
+    except Exception as err:  # a helpdesk answering what its documentation does not: retried, said plainly
+        record_try(name, "failed", started)
+        bound.warning("helpdesk.failed", error=type(err).__name__)
+        raise ApplicationError(
+            f"helpdesk {name}: unexpected answer ({type(err).__name__})", type="DeliveryFailed", category=BENIGN
+        ) from None
     if applied.skipped:
         record_try(name, "skipped", started)
         bound.info("helpdesk.skipped", reason=applied.skipped)

@@ -267,6 +267,17 @@ class TicketActivities:
                 webhook_id=event.id, endpoint=request.endpoint.name, status_code=status, attempt=info.attempt
             )
         policy = self._policy_or_none()
+        configured = self._settings.endpoints.get(request.endpoint.name)
+        if (
+            configured is not None
+            and configured.token is not None
+            and (policy is None or request.endpoint.name not in policy.helpdesks)
+        ):  # a connector's credentials: never a signed POST to the helpdesk's home page
+            raise ApplicationError(
+                f"endpoint {request.endpoint.name} is a helpdesk connector with no helpdesks entry in the policy",
+                type="EndpointMissing",
+                category=BENIGN,
+            )
         if policy is not None and request.endpoint.name in policy.helpdesks:  # a connector, not a webhook
             status, detail = await deliver_to_helpdesk(
                 event,

@@ -67,7 +67,10 @@ def connect(
         async with httpx.AsyncClient(timeout=credentials.timeout_seconds) as http:
             return await CONNECTORS[kind].check(mapping, credentials, http)
 
-    result = run_async(check())
+    try:
+        result = run_async(check())
+    except Exception as err:  # an answer no documented API gives: one line, naming the helpdesk
+        raise CliError(f"{name}: cannot check {kind} at its url: {type(err).__name__}", ExitCode.REFUSED) from None
     if not result.ok:
         raise CliError(f"{name}: {result.message}", ExitCode.REFUSED)
     own = result.own_user

@@ -21,6 +21,14 @@ from urllib.parse import urlsplit
 from activities.webhooks import WebhookVerificationError, verify
 
 DEFAULT_PORT = 8099
+MAX_BODY = 1_048_576
+
+
+def printable(line: str) -> str:
+    """One terminal line whatever the event holds: control characters (escape sequences, newlines)
+    and lone surrogates shown as `?`."""
+    clean = "".join(c if c.isprintable() else "?" for c in line)
+    return clean.encode("utf-8", "replace").decode("utf-8")
 
 
 def default_port(webhook_url: str | None) -> int:
@@ -64,7 +72,14 @@ def serve(port: int, secret: str) -> None:
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", 0) or 0))
+            try:
+                length = int(self.headers.get("content-length", 0) or 0)
+            except ValueError:
+                length = -1
+            if not 0 <= length <= MAX_BODY:
+                self._answer(400 if length < 0 else 413)
+                return
+            body = self.rfile.read(length)
             headers = {k.lower(): v for k, v in self.headers.items()}
             try:
                 verify(secret, body, headers)
@@ -80,9 +95,9 @@ def serve(port: int, secret: str) -> None:
                 try:
                     event = json.loads(body)
                     line = line_for(event) if isinstance(event, dict) else f"?  not an event object: {body[:200]!r}"
-                except ValueError:
+                except (ValueError, RecursionError):
                     line = f"?  not JSON ({len(body)} bytes): {body[:200]!r}"
-                print(line, flush=True)
+                print(printable(line), flush=True)
                 seen.add(event_id)
             self._answer(200)
 

@@ -84,7 +84,14 @@ def helpdesk_problems(policy: Any) -> list[str]:
     queues = {q for d in policy.departments.values() for q in d.queues.values()}
     endpoints: Mapping[str, Any] = {e.name: e for e in policy.notifications.endpoints}
     priorities = {p.value for p in Priority}
+    prefixes: dict[str, str] = {}
     for name, mapping in policy.helpdesks.items():
+        if mapping.kind != "pagerduty":  # two accounts on one prefix would act on each other's tickets
+            other = prefixes.setdefault(mapping.prefix, name)
+            if other != name:
+                problems.append(
+                    f"helpdesks.{name}.ticket_prefix: {mapping.prefix!r} is {other}'s too; give each its own"
+                )
         place = f"helpdesks.{name}"
         for queue in mapping.queues:
             if queue not in queues:

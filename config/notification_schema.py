@@ -55,6 +55,11 @@ class Endpoint(Strict):
     channel: ChannelKind = ChannelKind.webhook
     url: str | None = None
     event_types: list[str] = Field(default_factory=list, description="empty: every event type")
+    ticket_prefix: str | None = Field(
+        default=None,
+        max_length=20,
+        description="only tickets whose id starts with this (a helpdesk connector's, set as a ticket freezes it)",
+    )
 
     @model_validator(mode="after")
     def _url_only_for_webhooks(self, info: ValidationInfo) -> Endpoint:

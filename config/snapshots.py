@@ -43,6 +43,14 @@ def frozen_policy(policy: Policy, year: int, *, webhook_url_set: bool = False) -
     frozen; with `WEBHOOK_URL` set, the policy's webhook endpoints give way to the one it names."""
     policy = resolve_holidays(policy, holiday_years(year))
     endpoints = [e.model_copy(update={"url": None}) for e in policy.notifications.endpoints]
+    # A helpdesk connector acts only on the tickets it opened (its ids carry its prefix): a ticket
+    # from elsewhere gets no notice to it, rather than one delivered as "nothing to do".
+    endpoints = [
+        e.model_copy(update={"ticket_prefix": policy.helpdesks[e.name].prefix})
+        if e.name in policy.helpdesks and policy.helpdesks[e.name].kind != "pagerduty" and e.ticket_prefix is None
+        else e
+        for e in endpoints
+    ]
     if webhook_url_set:  # helpdesk connectors are not webhooks to replace: they stay
         endpoints = [e for e in endpoints if e.channel != ChannelKind.webhook or e.name in policy.helpdesks]
         endpoints.insert(0, Endpoint(name="settings"))

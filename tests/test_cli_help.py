@@ -6,7 +6,8 @@ from typing import Any
 
 import typer
 
-from cli.main import app
+from cli.app import app
+from cli.main import COMMAND_MODULES
 
 
 def leaves(command: Any, path: str = "escalations") -> list[tuple[str, Any]]:
@@ -16,6 +17,7 @@ def leaves(command: Any, path: str = "escalations") -> list[tuple[str, Any]]:
 
 
 def test_every_command_help_has_an_example() -> None:
+    assert COMMAND_MODULES  # importing cli.main registered every command on the app
     commands = leaves(typer.main.get_command(app))
     assert len(commands) > 20
     missing = [path for path, command in commands if "Example" not in (command.help or "")]

@@ -262,3 +262,16 @@ def test_setup_text_gives_the_rule() -> None:
                    "{{triggered_event}}", "Ticket Updates", "1001"):  # fmt: skip
         assert needle in text
     assert json.loads(RULE_BODY)["ticket"]["id"] == "{{ticket.id}}"  # the body to paste is JSON
+
+
+def test_the_same_change_made_again_a_minute_later_is_a_new_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Freshdesk sends no event id: an identical body (pending, replied, pending again) is one event
+    within the minute (a replay, a retry) and a new one after it."""
+    raw = rendered("{status:{from:2,to:3}}")
+    headers = {SECRET_HEADER: SECRET}
+    monkeypatch.setattr("time.time", lambda: 1_800_000_000.0)
+    first = FD.verify(raw, headers, creds(), 300)
+    monkeypatch.setattr("time.time", lambda: 1_800_000_030.0)
+    assert FD.verify(raw, headers, creds(), 300) == first
+    monkeypatch.setattr("time.time", lambda: 1_800_000_075.0)
+    assert FD.verify(raw, headers, creds(), 300) != first

@@ -137,6 +137,8 @@ def plan(policy: Policy, event: OutboundEvent, activity: str) -> tuple[list[Plan
     skipped: list[dict[str, Any]] = []
     endpoints = {e.name: e for e in policy.notifications.endpoints}
     for endpoint in endpoints_for(policy, event.type):
+        if endpoint.ticket_prefix is not None and not event.ticket_id.startswith(endpoint.ticket_prefix):
+            continue  # a helpdesk connector's endpoint: not a ticket of that helpdesk
         if endpoint.channel == ChannelKind.webhook:
             request = DeliverInput(event=event, endpoint=EndpointRef(name=endpoint.name), channel="webhook")
             out.append(Planned(request.key(), activity, endpoint.name, request))

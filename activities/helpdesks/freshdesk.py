@@ -14,7 +14,7 @@ are Freshdesk's documented ones ({{ticket.id}}, {{ticket.subject}}, {{ticket.sta
 `{responder_id:{from:..,to:..}}`, `{group_id:{..}}` or `{note_type:public}` (not JSON).
 
 No placeholder gives the time of the event or who performed it: there is no staleness check (a
-replay is caught by the event id, the body's digest) and `by` is a constant each rule sets ("agent"
+replay is caught by the event id, the body's digest within the minute) and `by` is a constant each rule sets ("agent"
 or "requester"); echoes of the connector's own API calls are kept out by the rule's "performed by"
 condition (every agent but the API user); a `by` equal to `own_user` is ignored too.
 
@@ -32,18 +32,21 @@ import hmac
 import html
 import json
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
 from activities.helpdesks.base import Applied, Check, HelpdeskError, Inbound, InboundInvalid, InboundRefused
-from activities.helpdesks.jira import LABELS, OUR_CHANNELS, TICKET_ID, HelpdeskApi, header, load, secret, validated
+from activities.helpdesks.common import HelpdeskApi, header, load, secret, validated
+from activities.helpdesks.jira import LABELS, OUR_CHANNELS, TICKET_ID
 from config.helpdesk_schema import HELPDESK_EVENTS, HelpdeskMapping
 from config.settings import EndpointSettings
 from workflows.messages import OutboundEvent
 
 SECRET_HEADER = "X-Escalations-Secret"
+SAME_EVENT_SECONDS = 60  # identical bodies within this are one event (Freshdesk sends no event id)
 RULE_BODY = """{
   "event": "{{triggered_event}}",
   "by": "agent",
@@ -155,12 +158,15 @@ class Freshdesk:
             raise InboundRefused(f"missing {SECRET_HEADER} header (add it to the rule's webhook as a custom header)")
         if not hmac.compare_digest(given.strip().encode(), key.encode()):
             raise InboundRefused(f"{SECRET_HEADER} does not match this endpoint's secret")
-        # Freshdesk gives no event id nor time: the id is the body's digest (a replay has the same one).
+        # Freshdesk gives no event id nor time: the id is the body's digest within the minute, so a
+        # replay or a retry that minute is the same event, and the same change made again later
+        # (pending, replied, pending again) is a new one.
         try:
             ticket = rendered(json.loads(body)["ticket"]["id"])
-        except (ValueError, UnicodeDecodeError, KeyError, TypeError):
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError, RecursionError):
             ticket = ""
-        return f"freshdesk:{ticket[:40]}:{hashlib.sha256(body).hexdigest()[:32]}"
+        minute = int(time.time() // SAME_EVENT_SECONDS)
+        return f"freshdesk:{ticket[:40]}:{hashlib.sha256(body).hexdigest()[:32]}:{minute}"
 
     def read(self, body: bytes, mapping: HelpdeskMapping, event_id: str) -> Inbound:
         data = load(body)
@@ -312,6 +318,8 @@ class Freshdesk:
                 return Check(False, f"bad credentials: Freshdesk answered 401 to GET /api/v2/agents/me; {why}")
             return Check(False, f"cannot use Freshdesk: {exc}")
         own = str(me.get("id")) if isinstance(me, dict) and me.get("id") is not None else None
+        if own is None:
+            return Check(False, "not a Freshdesk API: GET /api/v2/agents/me answered without an id (check url)")
         for ours, theirs in mapping.queues.items():
             if not theirs.isdigit():
                 return Check(False, f"queue {ours!r}: group id {theirs!r} is not a number", own_user=own)

@@ -21,7 +21,7 @@ Jira has no groups to assign to and no email CC: the queue and the department he
 internal comment. Unlisted priorities use Jira's default scheme (Highest, High, Medium, Low, Lowest),
 not "the same name", which Jira would refuse. The comment ends with `ref <key>`: a retry after a lost
 answer may repeat it (Jira has no idempotency key), and the ref shows it.
-Helpers here (`HelpdeskApi`, `validated`, ...) are shared with the Freshdesk connector.
+Shared helpers (`HelpdeskApi`, `validated`, ...) are in `common.py`.
 """
 
 from __future__ import annotations
@@ -31,20 +31,18 @@ import hmac
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import SecretStr, ValidationError
 
-from activities.helpdesks.base import Act, Applied, Check, HelpdeskError, Inbound, InboundInvalid, InboundRefused
+from activities.helpdesks.base import Applied, Check, HelpdeskError, Inbound, InboundInvalid, InboundRefused
+from activities.helpdesks.common import HelpdeskApi, dig, header, load, secret, validated
 from config.helpdesk_schema import HELPDESK_EVENTS, HelpdeskMapping
 from config.settings import EndpointSettings
 from workflows.messages import OutboundEvent
-from workflows.models import ACTIONS, TicketRequest
 
 READ_EVENTS = ("jira:issue_created", "jira:issue_updated", "comment_created")
 TO_JIRA = {"urgent": "Highest", "high": "High", "normal": "Medium", "low": "Low"}
@@ -55,46 +53,6 @@ TICKET_ID = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
 ADF_BLOCKS = {"paragraph", "heading", "blockquote", "listItem", "codeBlock", "rule", "tableRow", "panel"}
 LABELS = {"ticket.reassigned": "Reassigned", "ticket.escalated": "Escalated", "sla.breached": "SLA breached"}
 LABELS |= {"ticket.cc": "Department heads copied in", "ticket.resolved": "Resolved"}
-
-
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    return next((v for k, v in headers.items() if k.lower() == name.lower()), None)
-
-
-def secret(value: SecretStr | None) -> str | None:
-    return value.get_secret_value() if value is not None else None
-
-
-def load(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise InboundInvalid("body", f"not JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise InboundInvalid("body", "not a JSON object")
-    return data
-
-
-def dig(data: Any, *path: str) -> Any:
-    for part in path:
-        data = data.get(part) if isinstance(data, dict) else None
-    return data
-
-
-def validated(
-    event_id: str, ticket_id: str, open: dict[str, Any] | None = None, acts: list[tuple[str, Any]] | None = None
-) -> Inbound:
-    """The Inbound, once the ticket and every action payload pass this product's models (else the field)."""
-    try:
-        if open is not None:
-            TicketRequest.model_validate(open)
-        for action, payload in acts or []:
-            ACTIONS[action].model_validate(payload)
-    except ValidationError as e:
-        where = ".".join(str(p) for p in e.errors()[0]["loc"])
-        raise InboundInvalid(where or "body", e.errors()[0]["msg"]) from None
-    actions = [Act(ticket_id, a, p, f"{event_id}:{n}") for n, (a, p) in enumerate(acts or [])]
-    return Inbound(event_id, open=open, actions=actions)
 
 
 def adf_text(node: Any, limit: int = 20_000) -> str:
@@ -117,20 +75,6 @@ def adf_text(node: Any, limit: int = 20_000) -> str:
     return "".join(out).strip()[:limit]
 
 
-def retry_after(value: str | None) -> float | None:
-    """`Retry-After` in seconds (or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
-
-
 def jira_detail(data: Any) -> str:
     """Jira's `errorMessages` and `errors`, JSM's `errorMessage`."""
     parts = [str(m) for m in dig(data, "errorMessages") or [] if m]
@@ -138,41 +82,6 @@ def jira_detail(data: Any) -> str:
         [f"{k}: {v}" for k, v in (dig(data, "errors") or {}).items()] if isinstance(dig(data, "errors"), dict) else []
     )
     return "; ".join([*parts, str(dig(data, "errorMessage") or "")]).strip("; ")
-
-
-class HelpdeskApi:
-    """Calls to one helpdesk account, each recorded as 'METHOD path status'; errors never carry the token."""
-
-    def __init__(
-        self, name: str, base: str, auth: httpx.Auth, credentials: EndpointSettings, client: httpx.AsyncClient,
-        detail: Callable[[Any], str],
-    ) -> None:  # fmt: skip
-        self.name, self.base, self.auth, self.client, self.detail = name, base.rstrip("/"), auth, client, detail
-        self.timeout = credentials.timeout_seconds
-        self.calls: list[str] = []
-
-    async def call(self, method: str, path: str, body: Any = None) -> Any:
-        try:
-            response = await self.client.request(
-                method, self.base + path, json=body, auth=self.auth, timeout=self.timeout,
-                headers={"Accept": "application/json"},
-            )  # fmt: skip
-        except httpx.HTTPError as exc:
-            raise HelpdeskError(f"{method} {path}: {type(exc).__name__}", status=None, permanent=False) from None
-        status = response.status_code
-        self.calls.append(f"{method} {path} {status}")
-        if 200 <= status < 300:
-            return response.json() if response.content else None
-        try:
-            detail = self.detail(response.json())[:300]
-        except ValueError:
-            detail = response.text.strip().replace("\n", " ")[:200]
-        transient = status in (408, 409, 425, 429) or status >= 500
-        raise HelpdeskError(
-            f"{method} {path}: {self.name} answered {status}" + (f": {detail}" if detail else ""),
-            status=status, permanent=not transient,
-            retry_after=retry_after(response.headers.get("Retry-After")) if transient else None,
-        )  # fmt: skip
 
 
 def jira_api(credentials: EndpointSettings, client: httpx.AsyncClient) -> HelpdeskApi:
@@ -366,6 +275,8 @@ class Jira:
                 return Check(False, f"bad credentials: Jira answered 401 to GET /rest/api/3/myself; {why}")
             return Check(False, f"cannot use Jira: {exc}")
         own = str(dig(me, "accountId") or "") or None
+        if own is None:
+            return Check(False, "not a Jira API: GET /rest/api/3/myself answered without an accountId (check url)")
         for ours, theirs in mapping.agents.items():
             try:
                 await api.call("GET", f"/rest/api/3/user?accountId={quote(theirs, safe='')}")

@@ -31,6 +31,7 @@ import httpx
 from pydantic import ValidationError
 
 from activities.helpdesks.base import Act, Applied, Check, HelpdeskError, Inbound, InboundInvalid, InboundRefused
+from activities.helpdesks.common import retry_after
 from config.helpdesk_schema import HelpdeskMapping
 from config.settings import EndpointSettings
 from workflows.messages import OutboundEvent
@@ -387,10 +388,7 @@ def _raise_for(response: httpx.Response, method: str, path: str, credentials: En
     if status < 300:
         return
     message = f"{method} {path} {status}: {_error_text(response, credentials)}"
-    try:
-        wait: float | None = max(0.0, float(response.headers.get("retry-after", "")))
-    except ValueError:
-        wait = None
+    wait = retry_after(response.headers.get("retry-after"))  # seconds or an HTTP date
     if status == 429:
         raise HelpdeskError(
             message, status=429, permanent=False, retry_after=RATE_LIMIT_DEFAULT if wait is None else wait

@@ -31,6 +31,12 @@ from workflows.models import ACTIONS, TicketRequest
 
 router = APIRouter()
 NAME = r"^[A-Za-z0-9_-]{1,64}$"
+MAX_EVENT_ID = 150  # with the connector's name and the action's number, within Temporal's update id limit
+
+
+def _text(value: str) -> str:
+    """Text from a helpdesk's body, safe in a JSON answer (a lone surrogate would fail to encode)."""
+    return value.encode("utf-8", "replace").decode("utf-8")[:500]
 
 
 @router.post(
@@ -58,7 +64,12 @@ async def connector_webhook(name: Annotated[str, PathParam(pattern=NAME)], reque
     try:
         event_id = connector.verify(body, headers, credentials, ctx.settings.inbound_webhook_tolerance_seconds)
     except InboundRefused as refused:
-        raise HTTPException(401, f"webhook refused: {refused}") from None
+        raise HTTPException(401, f"webhook refused: {_text(str(refused))}") from None
+    except Exception as err:  # a body that breaks the check (nesting, NaN, ...) is not verified either
+        raise HTTPException(401, f"webhook refused: unreadable request ({type(err).__name__})") from None
+    if not (0 < len(event_id) <= MAX_EVENT_ID and event_id.isascii() and event_id.isprintable()):
+        msg = f"the event's id must be 1 to {MAX_EVENT_ID} printable ASCII characters"
+        raise HTTPException(422, [{"loc": ["body", "id"], "msg": msg, "type": "value_error"}])
     seen_id = f"{name}:{event_id}"
     if not ctx.seen.claim(seen_id):
         raise HTTPException(401, f"webhook refused: event {event_id!r} was already received")
@@ -95,10 +106,13 @@ async def _apply(
     try:
         inbound: Inbound = connector.read(body, mapping, event_id)
     except InboundInvalid as bad:
-        loc = ["body", *[p for p in re.split(r"[.\[\]]+", bad.field) if p]]
-        raise HTTPException(422, [{"loc": loc, "msg": bad.reason, "type": "value_error"}]) from None
+        loc = ["body", *[_text(p) for p in re.split(r"[.\[\]]+", bad.field) if p]]
+        raise HTTPException(422, [{"loc": loc, "msg": _text(bad.reason), "type": "value_error"}]) from None
+    except Exception as err:  # a shape the connector did not foresee: refused, never a 500
+        msg = f"not an event this connector can read ({type(err).__name__})"
+        raise HTTPException(422, [{"loc": ["body"], "msg": msg, "type": "value_error"}]) from None
     if inbound.ignored is not None:
-        return {"event_id": event_id, "ignored": inbound.ignored}
+        return {"event_id": event_id, "ignored": _text(inbound.ignored)}
     answer: dict[str, Any] = {"event_id": event_id}
     if inbound.open is not None:
         try:
@@ -121,7 +135,7 @@ async def _apply(
                 await ctx.guard_missing(ctx.tickets.act(act.ticket_id, act.action, payload, update_id=update_id))
                 outcome["outcome"] = "accepted"
         except ActionRefused as refused:  # recorded on the ticket's timeline and counted there
-            outcome |= {"outcome": "refused", "field": refused.field, "reason": refused.reason}
+            outcome |= {"outcome": "refused", "field": refused.field, "reason": _text(refused.reason)}
         except (ValidationError, KeyError) as err:
             outcome |= {"outcome": "refused", "reason": f"not an action this product takes: {type(err).__name__}"}
         except HTTPException as err:

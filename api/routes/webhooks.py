@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ValidationError
+from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import PUBLIC
@@ -92,6 +93,8 @@ async def already_applied(ctx: ApiContext, ticket_id: str, update_id: str) -> bo
             )
             return applied is True
         return False
+    except WorkflowUpdateRPCTimeoutOrCancelledError:  # not known either way: the sender tries again
+        raise HTTPException(503, "Temporal did not answer in time; send the event again") from None
     except Exception:  # it exists and was refused: received all the same
         return True
     return True
