@@ -6,7 +6,8 @@ is what catches a change that would break tickets already running. Add a scenari
 it (`python -m tests.histories.record NAME`). Every state and path of the ticket is covered:
 Tier 0 (escalated, taken on, solved and reopened), approvals (granted, timed out, rejected),
 pending customer, reopen, refusals and undecodable signals, idempotent retries, undelivered and
-redelivered notices, and continue-as-new (each run in its own file, `__runN`).
+redelivered notices, a helpdesk connector's notices (one rate-limited), and continue-as-new (each run in
+its own file, `__runN`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.client import ActionRefused, TicketClient
 from config.settings import EndpointSettings, Settings
 from tests.conftest import make_settings, policy_doc, start_dev_server
+from tests.fakes.zendesk import FakeZendesk
 from tests.helpers import AGENT, LEAD, MANAGER, ticket
 from tests.receiver import Receiver, start_receiver
 from tests.smtp import SmtpServer
@@ -241,7 +243,30 @@ async def flood_handed_over(env: WorkflowEnvironment, tickets: TicketClient, tid
 
 
 # Scenarios that run under their own policy (and settings) instead of the default one.
-OWN_POLICY: dict[str, Callable[[], dict[str, Any]]] = {"channels": channels_policy, "flood_handed_over": flood_policy}
+async def helpdesk_5158(env: WorkflowEnvironment, tickets: TicketClient, tid: str, rx: Receiver) -> None:
+    """A ticket of a Zendesk connector (its prefix): breached and escalated there, a 429 first, resolved."""
+    await tickets.open(ticket(ticket_id=tid, priority="high", category="billing"))
+    await env.sleep(timedelta(hours=9))
+    await tickets.act(tid, "resolve", {"actor": AGENT, "resolution": "done"})
+    await env.sleep(timedelta(days=8))
+
+
+def helpdesk_policy() -> dict[str, Any]:
+    doc = policy_doc()
+    kinds = ["ticket.escalated", "ticket.cc", "sla.breached", "ticket.resolved"]
+    doc["notifications"]["endpoints"].append({"name": "zendesk", "event_types": kinds})
+    queues = {"billing-t1": "101", "billing-t2": "102", "billing-t3": "103", "billing-managers": "104"}
+    doc["helpdesks"] = {
+        "zendesk": {"kind": "zendesk", "ticket_prefix": "REC-helpdesk_", "queues": queues, "own_user": "900001"}
+    }
+    return doc
+
+
+OWN_POLICY: dict[str, Callable[[], dict[str, Any]]] = {
+    "channels": channels_policy,
+    "flood_handed_over": flood_policy,
+    "helpdesk_5158": helpdesk_policy,
+}
 
 
 async def stored_life(env: WorkflowEnvironment, tickets: TicketClient, tid: str, rx: Receiver) -> None:
@@ -304,6 +329,7 @@ SCENARIOS: dict[str, Scenario] = {
     "next_deadline_after_breach": next_deadline_after_breach,
     "own_rows_stored": own_rows_stored,
     "flood_handed_over": flood_handed_over,
+    "helpdesk_5158": helpdesk_5158,
 }
 
 
@@ -363,6 +389,15 @@ async def record(only: set[str] | None = None) -> None:
             own = Path(tempfile.mkdtemp()) / "policy.yaml"
             own.write_text(yaml.safe_dump(OWN_POLICY[name]()))
             settings = channels_settings(make_settings(own, receiver), receiver, smtp.port)
+            if name == "helpdesk_5158":
+                zendesk = FakeZendesk().start()
+                for group in (101, 102, 103, 104):
+                    zendesk.add_group(group)
+                zendesk.add_ticket(5158, group_id=101)
+                zendesk.rate_limit_next(1, retry_after=30)
+                creds = {"url": zendesk.url, "username": zendesk.email, "token": zendesk.token, "secret": "s"}
+                endpoints = settings.endpoints | {"zendesk": EndpointSettings.model_validate(creds)}
+                settings = settings.model_copy(update={"endpoints": endpoints})
         try:
             await register_search_attributes(env.client, "default")
             async with (
