@@ -85,7 +85,7 @@ async def test_schemathesis_with_its_stateful_phase_finds_no_server_error(
         "--max-examples",
         "15",
         "--max-time",
-        "30",  # the whole run's budget: fuzzing and the stateful phase repeat until it is spent
+        "20",  # the whole run's budget: fuzzing and the stateful phase repeat until it is spent
         "--seed",
         "20261125",
         "--workers",
