@@ -23,37 +23,18 @@ from temporalio.testing import WorkflowEnvironment
 
 from config.settings import EndpointSettings
 from tests.apiserver import Api, running_api
-from tests.conftest import policy_doc
+from tests.fakes.policies import connected_policy
 from tests.fakes.zendesk import FakeZendesk
 from tests.test_connector_zendesk import ALICE, API_USER, BILLING_T1, BILLING_T2, BOB, CREATED, SECRET, signed
 
 BILLING_T3, BILLING_T4 = BILLING_T2 + 1, BILLING_T2 + 2
-HELPDESK_EVENTS = ["ticket.reassigned", "ticket.escalated", "ticket.cc", "sla.breached", "ticket.resolved"]
 
 
-def connected_policy() -> dict[str, Any]:
-    """The default policy with SLAs of seconds, a Zendesk endpoint and its mapping."""
-    doc = policy_doc()
-    for tier in doc["sla"].values():
-        for priority in tier:
-            tier[priority] = {"first_response": "PT2S", "resolution": "PT4S"}
-    for route in doc["routes"]:
-        route.pop("targets", None)
-    doc["guards"]["min_time_in_tier"] = "PT1S"
-    doc["notifications"]["endpoints"].append({"name": "zendesk", "event_types": HELPDESK_EVENTS})
+def policy() -> dict[str, Any]:
     groups = (BILLING_T1, BILLING_T2, BILLING_T3, BILLING_T4)
-    doc["helpdesks"] = {
-        "zendesk": {
-            "kind": "zendesk",
-            "queues": dict(
-                zip(["billing-t1", "billing-t2", "billing-t3", "billing-managers"], map(str, groups), strict=True)
-            ),
-            "agents": {"alice": ALICE, "bob": BOB},
-            "categories": {"problem": "billing"},
-            "own_user": str(API_USER),
-        }
-    }
-    return doc
+    queues = dict(zip(["billing-t1", "billing-t2", "billing-t3", "billing-managers"], map(str, groups), strict=True))
+    mapping = {"kind": "zendesk", "queues": queues, "agents": {"alice": ALICE, "bob": BOB}}
+    return connected_policy("zendesk", mapping | {"categories": {"problem": "billing"}, "own_user": str(API_USER)})
 
 
 @pytest.fixture
@@ -73,7 +54,7 @@ async def api(dev_env: WorkflowEnvironment, zendesk: FakeZendesk, tmp_path: Path
         {"url": zendesk.url, "username": zendesk.email, "token": zendesk.token, "secret": SECRET}
     )
     async with running_api(
-        dev_env.client, tmp_path, {"lead": ["lead"]}, policy=connected_policy(), endpoints={"zendesk": credentials}
+        dev_env.client, tmp_path, {"lead": ["lead"]}, policy=policy(), endpoints={"zendesk": credentials}
     ) as running:
         yield running
 

@@ -24,12 +24,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.helpdesks.freshdesk import SECRET_HEADER
 from tests.apiserver import Api, running_api
-from tests.conftest import policy_doc
 from tests.fakes.freshdesk import FakeFreshdesk, Request
+from tests.fakes.policies import connected_policy
 from tests.test_connector_flow import until
 from tests.test_connector_freshdesk import SECRET, creds, rendered
 
-HELPDESK_EVENTS = ["ticket.reassigned", "ticket.escalated", "ticket.cc", "sla.breached", "ticket.resolved"]
 OWN, ANN, BOB = 1001, 31, 32  # agents there: the connector's API user, Ann, Bob
 GROUPS = {"billing-t1": 7, "billing-t2": 8, "billing-t3": 9, "billing-managers": 10}
 NUMBER, TICKET = 35436, "FD-35436"
@@ -37,27 +36,15 @@ RETRY_AFTER = 3  # seconds, in Freshdesk's 429
 ANN_HERE = "agent:ann@example.com"  # the rule body names the ticket's agent by email: our actor id
 
 
-def connected_policy() -> dict[str, Any]:
-    """The default policy with SLAs of seconds, a Freshdesk endpoint and its mapping."""
-    doc = policy_doc()
-    for tier in doc["sla"].values():
-        for priority in tier:
-            tier[priority] = {"first_response": "PT2S", "resolution": "PT4S"}
-    for route in doc["routes"]:
-        route.pop("targets", None)
-    doc["guards"]["min_time_in_tier"] = "PT1S"
-    doc["notifications"]["retry_max_interval"] = "PT1S"  # so the wait after a 429 is its Retry-After
-    doc["notifications"]["endpoints"].append({"name": "freshdesk", "event_types": HELPDESK_EVENTS})
-    doc["helpdesks"] = {
-        "freshdesk": {
-            "kind": "freshdesk",
-            "queues": {queue: str(group) for queue, group in GROUPS.items()},
-            "agents": {"ann": str(ANN), "bob": str(BOB)},
-            "categories": {"Refund": "billing"},  # the rendered body's ticket type
-            "own_user": str(OWN),
-        }
+def policy() -> dict[str, Any]:
+    mapping = {
+        "kind": "freshdesk",
+        "queues": {queue: str(group) for queue, group in GROUPS.items()},
+        "agents": {"ann": str(ANN), "bob": str(BOB)},
+        "categories": {"Refund": "billing"},  # the rendered body's ticket type
+        "own_user": str(OWN),
     }
-    return doc
+    return connected_policy("freshdesk", mapping, retry_max_interval="PT1S")
 
 
 class TimedFreshdesk(FakeFreshdesk):
@@ -89,7 +76,7 @@ def freshdesk() -> Iterator[TimedFreshdesk]:
 @pytest.fixture
 async def api(dev_env: WorkflowEnvironment, freshdesk: TimedFreshdesk, tmp_path: Path) -> AsyncIterator[Api]:
     async with running_api(
-        dev_env.client, tmp_path, {"lead": ["lead"]}, policy=connected_policy(),
+        dev_env.client, tmp_path, {"lead": ["lead"]}, policy=policy(),
         endpoints={"freshdesk": creds(freshdesk)},
     ) as running:  # fmt: skip
         yield running

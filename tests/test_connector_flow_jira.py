@@ -23,12 +23,11 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from tests.apiserver import Api, running_api
-from tests.conftest import policy_doc
 from tests.fakes.jira import FakeJira, Request
+from tests.fakes.policies import connected_policy
 from tests.test_connector_flow import until
 from tests.test_connector_jira import SECRET, body, creds, item, signed
 
-HELPDESK_EVENTS = ["ticket.reassigned", "ticket.escalated", "ticket.cc", "sla.breached", "ticket.resolved"]
 OWN, ANN = "acct-api", "acct-ann"  # the connector's API user and an agent, there
 ISSUE, TICKET = "SUP-42", "JSM-SUP-42"
 RESOLVED = item("status", "1", "Waiting for support", "5", "Resolved")
@@ -36,27 +35,15 @@ RETRY_AFTER = 3  # seconds, in Jira's 429
 OURS = {"accountId": OWN, "displayName": "Escalations API", "accountType": "atlassian", "active": True}
 
 
-def connected_policy() -> dict[str, Any]:
-    """The default policy with SLAs of seconds, a Jira endpoint and its mapping."""
-    doc = policy_doc()
-    for tier in doc["sla"].values():
-        for priority in tier:
-            tier[priority] = {"first_response": "PT2S", "resolution": "PT4S"}
-    for route in doc["routes"]:
-        route.pop("targets", None)
-    doc["guards"]["min_time_in_tier"] = "PT1S"
-    doc["notifications"]["retry_max_interval"] = "PT1S"  # so the wait after a 429 is its Retry-After
-    doc["notifications"]["endpoints"].append({"name": "jira", "event_types": HELPDESK_EVENTS})
-    doc["helpdesks"] = {
-        "jira": {
-            "kind": "jira",
-            "agents": {"ann": ANN, "bob": "acct-bob"},
-            "categories": {"Bug": "billing"},  # the documented body's issue type
-            "resolved_status": "Resolve this issue",
-            "own_user": OWN,
-        }
+def policy() -> dict[str, Any]:
+    mapping = {
+        "kind": "jira",
+        "agents": {"ann": ANN, "bob": "acct-bob"},
+        "categories": {"Bug": "billing"},  # the documented body's issue type
+        "resolved_status": "Resolve this issue",
+        "own_user": OWN,
     }
-    return doc
+    return connected_policy("jira", mapping, retry_max_interval="PT1S")
 
 
 class TimedJira(FakeJira):
@@ -86,7 +73,7 @@ def jira() -> Iterator[TimedJira]:
 @pytest.fixture
 async def api(dev_env: WorkflowEnvironment, jira: TimedJira, tmp_path: Path) -> AsyncIterator[Api]:
     async with running_api(
-        dev_env.client, tmp_path, {"lead": ["lead"]}, policy=connected_policy(), endpoints={"jira": creds(jira)}
+        dev_env.client, tmp_path, {"lead": ["lead"]}, policy=policy(), endpoints={"jira": creds(jira)}
     ) as running:
         yield running
 

@@ -13,7 +13,7 @@ from typing import Any
 from temporalio.testing import WorkflowEnvironment
 
 from config.settings import EndpointSettings
-from tests.conftest import policy_doc
+from tests.fakes.policies import connected_policy
 from tests.fakes.zendesk import FakeZendesk
 from tests.helpers import ticket, until_async
 from tests.receiver import Receiver
@@ -23,16 +23,10 @@ GROUPS = {"billing-t1": 101, "billing-t2": 102, "billing-t3": 103, "billing-mana
 
 
 def outage_policy() -> dict[str, Any]:
-    doc = policy_doc()
-    for tier in doc["sla"].values():
-        for priority in tier:
-            tier[priority] = {"first_response": "PT8M", "resolution": "PT10M"}
-    for route in doc["routes"]:
-        route.pop("targets", None)
-    doc["notifications"]["endpoints"].append({"name": "zendesk", "event_types": ["ticket.escalated"]})
-    queues = {queue: str(group) for queue, group in GROUPS.items()}
-    doc["helpdesks"] = {"zendesk": {"kind": "zendesk", "queues": queues, "own_user": str(API_USER)}}
-    return doc
+    mapping = {"kind": "zendesk", "queues": {q: str(g) for q, g in GROUPS.items()}, "own_user": str(API_USER)}
+    return connected_policy(
+        "zendesk", mapping, first_response="PT8M", resolution="PT10M", event_types=["ticket.escalated"]
+    )
 
 
 async def test_zendesk_down_an_hour_gets_each_call_once_when_back(
