@@ -24,8 +24,10 @@ import re
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.server import LocalServer
 
 Answer = tuple[int, dict[str, str], Any]
 TICKET_FIELDS = ("group_id", "responder_id", "priority", "status")
@@ -47,11 +49,12 @@ def invalid(*errors: tuple[str, str, str]) -> dict[str, Any]:
     return {"description": "Validation failed", "errors": [{"field": f, "message": m, "code": c} for f, m, c in errors]}
 
 
-class FakeFreshdesk:
+class FakeFreshdesk(LocalServer):
     """State: `agents` and `groups` (id -> record), `tickets` (id -> ticket), `notes` (ticket id -> notes);
     `requests` records every request; `me` is the API key's agent."""
 
     def __init__(self, api_key: str = "fd-api-key", me: int = 1001, me_email: str = "api@example.com"):
+        super().__init__()
         self.api_key, self.me = api_key, me
         self.agents: dict[int, dict[str, Any]] = {}
         self.groups: dict[int, dict[str, Any]] = {}
@@ -64,27 +67,10 @@ class FakeFreshdesk:
         self._limited, self._retry_after, self._used = 0, 1, 0
         self._ids = itertools.count(50_000)
         self.add_agent(me, me_email, "Escalations API")
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
 
     # ------------------------------------------------------------------ API for tests
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> FakeFreshdesk:
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self) -> FakeFreshdesk:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler(self)
 
     def add_agent(self, agent_id: int, email: str, name: str = "Agent") -> dict[str, Any]:
         self.agents[agent_id] = {"id": agent_id, "available": True, "occasional": False, "ticket_scope": 1,

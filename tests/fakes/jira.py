@@ -22,9 +22,11 @@ import re
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.server import LocalServer
 
 Answer = tuple[int, dict[str, str], Any]
 PRIORITIES = ("Highest", "High", "Medium", "Low", "Lowest")
@@ -50,11 +52,12 @@ def errors(*messages: str, **fields: str) -> dict[str, Any]:
     return {"errorMessages": list(messages), "errors": fields}
 
 
-class FakeJira:
+class FakeJira(LocalServer):
     """State: `users` (accountId -> user), `issues` (key -> issue), `comments` (key -> JSM comments),
     `transitions` (key -> available transitions); `requests` records every request."""
 
     def __init__(self, email: str = "api@example.com", token: str = "jira-api-token", account_id: str = "acct-api"):
+        super().__init__()
         self.email, self.token, self.account_id = email, token, account_id
         self.users: dict[str, dict[str, Any]] = {}
         self.issues: dict[str, dict[str, Any]] = {}
@@ -66,27 +69,10 @@ class FakeJira:
         self._limited, self._retry_after = 0, 1
         self._ids = itertools.count(10_000)
         self.add_user(account_id, "Escalations API", email)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
 
     # ------------------------------------------------------------------ API for tests
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> FakeJira:
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self) -> FakeJira:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler(self)
 
     def add_user(self, account_id: str, name: str, email: str | None = None, kind: str = "atlassian") -> dict[str, Any]:
         user = {"accountId": account_id, "accountType": kind, "displayName": name, "active": True}

@@ -20,8 +20,10 @@ import json
 import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.server import LocalServer
 
 SEVERITIES = ("critical", "error", "warning", "info")
 ACTIONS = ("trigger", "acknowledge", "resolve")
@@ -75,14 +77,14 @@ def _problems(event: Any) -> list[str]:
     return errors
 
 
-class FakePagerDuty:
+class FakePagerDuty(LocalServer):
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[Recorded] = []
         self.alerts: list[Alert] = []
         self.down = False
         self.lock = threading.Lock()
-        self._limited, self._port = 0, 0
-        self._server: ThreadingHTTPServer | None = None
+        self._limited = 0
 
     def rate_limit_next(self, n: int, retry_after: int | None = None) -> None:
         """The next `n` requests answer 429 (PagerDuty sends no Retry-After; the argument is ignored)."""
@@ -92,11 +94,7 @@ class FakePagerDuty:
     def open_alert(self, dedup_key: str) -> Alert | None:
         return next((a for a in self.alerts if a.dedup_key == dedup_key and a.status != "resolved"), None)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
-
-    def start(self) -> FakePagerDuty:
+    def handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -116,22 +114,7 @@ class FakePagerDuty:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
-        self._port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakePagerDuty:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return Handler
 
     def answer(self, req: Recorded) -> tuple[int, Any]:
         with self.lock:

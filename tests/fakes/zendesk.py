@@ -22,8 +22,10 @@ import re
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.server import LocalServer
 
 NOT_FOUND = {"error": "RecordNotFound", "description": "Not found"}
 UNAUTHENTICATED = {"error": "Couldn't authenticate you"}
@@ -52,8 +54,9 @@ def _invalid(field: str, description: str) -> tuple[int, Any]:
     return 422, {"error": "RecordInvalid", "description": "Record validation errors", "details": details}
 
 
-class FakeZendesk:
+class FakeZendesk(LocalServer):
     def __init__(self, email: str = "escalations@example.com", token: str = "zd-api-token-0001", me: int = 900001):
+        super().__init__()
         self.email, self.token, self.me = email, token, me
         self.users: dict[int, dict[str, Any]] = {me: {"id": me, "name": "Escalations", "email": email, "role": "admin"}}
         self.groups: dict[int, dict[str, Any]] = {}
@@ -61,8 +64,7 @@ class FakeZendesk:
         self.requests: list[Recorded] = []
         self.down = False
         self.lock = threading.Lock()
-        self._limited, self._retry_after, self._seq, self._port = 0, 1, 1000, 0
-        self._server: ThreadingHTTPServer | None = None
+        self._limited, self._retry_after, self._seq = 0, 1, 1000
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -92,11 +94,7 @@ class FakeZendesk:
 
     # --- server --------------------------------------------------------------------------------
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
-
-    def start(self) -> FakeZendesk:
+    def handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -117,22 +115,7 @@ class FakeZendesk:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
-        self._port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeZendesk:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return Handler
 
     # --- the API -------------------------------------------------------------------------------
 
