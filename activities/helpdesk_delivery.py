@@ -5,13 +5,14 @@ notice is the same outbox entry as any other (key `<event id>@<endpoint>`, uniqu
 and event, retried within the outbox's budget, shown as undelivered while it fails); here it
 becomes the helpdesk's calls. A 429 waits its `Retry-After`; `rate_per_minute` in the endpoint's
 settings caps the notices to one account from this worker (a token bucket shared by its
-activities; a notice makes one to three calls),
-and a notice over the cap is tried again when a token is due, not dropped.
+activities; a notice makes one to three calls), and a notice over the cap is tried again when a
+token is due, not dropped.
 
-Notices retried after an outage end in any order, so each brings the helpdesk to the ticket's
-state *now* (its `status` query: tier, department, queue, priority), not to the state of its own
-moment: the group there is the current queue whichever escalation's call goes last. A resolution
-delivered after a reopening, or a page after the resolution, is skipped.
+Notices retried after an outage end in any order, so one delivered more than 10 s after its event
+brings the helpdesk to the ticket's state *now* (its `status` query: tier, department, queue,
+priority), not to the state of its own moment: the group there is the current queue whichever
+escalation's call goes last. A step delivered after the resolution, a resolution after a
+reopening, and a page after the resolution are skipped.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import structlog
@@ -39,6 +40,7 @@ from workflows.models import TicketStatus
 log = structlog.get_logger("helpdesk")
 BENIGN = ApplicationErrorCategory.BENIGN
 WAIT_INLINE_SECONDS = 3.0  # a token due sooner is waited for here; later, the notice is retried then
+FRESH = timedelta(seconds=10)  # younger notices are delivered as they are: no status query
 CALL_SECONDS = 3.0  # each call there waits at most this (or less, by the endpoint's timeout): a try has 15 s
 
 
@@ -73,6 +75,14 @@ class RateLimits:
             if due > WAIT_INLINE_SECONDS:
                 return due
             await asyncio.sleep(due)
+
+
+def _scheduled_at() -> datetime:
+    """When the server scheduled this try, in the workflow's time (a test server's skipped time too)."""
+    try:
+        return activity.info().current_attempt_scheduled_time
+    except RuntimeError:  # outside an activity
+        return datetime.now(UTC)
 
 
 async def current_status(workflow_id: str) -> TicketStatus | None:
@@ -140,7 +150,9 @@ async def deliver_to_helpdesk(
             type="EndpointMissing",
             category=BENIGN,
         )
-    status = await current_status(event.workflow_id)
+    # A notice delivered as it happens is the present; one delivered late (a retry, a backlog) asks.
+    late = _scheduled_at() - event.occurred_at > FRESH
+    status = await current_status(event.workflow_id) if late else None
     present = _as_now(event, status, mapping)
     if isinstance(present, str):
         bound.info("helpdesk.skipped", reason=present)
