@@ -43,6 +43,9 @@ class PolicySnapshot(ActivityMessage):
     source: str
     document: dict[str, Any]
     store_events: bool = True
+    # True in every snapshot written now; absent (false) in results recorded by workers before it
+    # existed, whose tickets replay as they ran. See `TicketEffects._load_policy_and_open`.
+    holds_first_task_time: bool = False
 
 
 class Person(ActivityMessage):

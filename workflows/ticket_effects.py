@@ -79,6 +79,7 @@ class TicketEffects(TicketStoreSync):
         # The contract: the clocks start at `opened_at`, else at the workflow's start time (not at
         # its first task, which a busy worker may run seconds later).
         started = workflow.info().workflow_start_time
+        first_task_at = workflow.now()
         snapshot = await workflow.execute_local_activity_method(
             TicketActivityInterface.load_policy,
             LoadPolicyInput(opened_at=self._ticket.opened_at or started),
@@ -94,6 +95,13 @@ class TicketEffects(TicketStoreSync):
         # several workflow tasks can differ between the live run and a replay, so until the loop
         # first waits every decision and effect takes the workflow's start time instead (`_now`).
         self._opening_at = started
+        # And the passes of the loop that follow without a wait run at the first task's time (held
+        # by `_wait`): the task that goes on after the policy's result is not always the one that
+        # recorded it (a worker without a cache records it and is evicted; the next task's own time
+        # is seconds later live, and earlier on replay). A deadline passed meanwhile is handled by
+        # the next task. Tickets opened before the snapshot said so replay at the task's time.
+        if snapshot.holds_first_task_time:
+            self._first_task_at = first_task_at
         self._store_start()
         self._apply(decisions.open_ticket(self.policy, snapshot.version, self._ticket, self._ctx()))
         if self._carried_refused is not None:
@@ -129,11 +137,12 @@ class TicketEffects(TicketStoreSync):
 
     def _decide_on_arrival(self, action: Action) -> Decision:
         """An action from a handler: decided at its own task's time, never at the opening's."""
-        opening, self._opening_at = self._opening_at, None
+        opening, held = self._opening_at, self._held_at
+        self._opening_at = self._held_at = None
         try:
             return self._decide(action)
         finally:
-            self._opening_at = opening
+            self._opening_at, self._held_at = opening, held
 
     def _apply(self, decision: Decision) -> None:
         before, self._state = self._state, decision.state
@@ -263,9 +272,11 @@ class TicketEffects(TicketStoreSync):
             # the next retry, or for a wake-up (a delivery's outcome, an action). Never spin.
             retries = [n.next_attempt_at for n in self.state.outbox if self._waiting(n) and n.next_attempt_at > now]
             due = (min(retries), "retry undelivered notices") if retries else None
-        opening, self._opening_at = self._opening_at is not None, None
+        opening = self._opening_at is not None or self._held_at is not None
+        self._opening_at = None
         self._publish()  # all of this task's decisions are in: one upsert
         if due is None:  # a timer still running fires for nothing: cheaper than cancelling it
+            self._hold(opening and self._woken)
             await workflow.wait_condition(lambda: self._woken)
             return
         if self._timer is None or self._timer.done() or self._timer_at != due[0]:
@@ -280,7 +291,13 @@ class TicketEffects(TicketStoreSync):
             self._timer_at = due[0]
             self._timer = asyncio.create_task(self._sleep(timeout, due[1]), name="next due")
         timer = self._timer
+        self._hold(opening and (self._woken or timer.done()))
         await workflow.wait_condition(lambda: self._woken or timer.done())
+
+    def _hold(self, at_once: bool) -> None:
+        """After the opening, the loop's passes run at the first task's time while its waits return
+        at once (same task); the first wait that really waits goes back to each task's own time."""
+        self._held_at = self._first_task_at if at_once else None
 
     @staticmethod
     async def _sleep(duration: timedelta, summary: str) -> None:

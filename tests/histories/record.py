@@ -6,8 +6,8 @@ is what catches a change that would break tickets already running. Add a scenari
 it (`python -m tests.histories.record NAME`). Every state and path of the ticket is covered:
 Tier 0 (escalated, taken on, solved and reopened), approvals (granted, timed out, rejected),
 pending customer, reopen, refusals and undecodable signals, idempotent retries, undelivered and
-redelivered notices, a helpdesk connector's notices (one rate-limited), and continue-as-new (each run in
-its own file, `__runN`).
+redelivered notices, a helpdesk connector's notices (one rate-limited), a ticket opened late, and
+continue-as-new (each run in its own file, `__runN`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +227,17 @@ async def own_rows_stored(env: WorkflowEnvironment, tickets: TicketClient, tid: 
     await env.sleep(timedelta(days=8))
 
 
+async def opened_late(env: WorkflowEnvironment, tickets: TicketClient, tid: str, rx: Receiver) -> None:
+    """The policy's result holds the first task's time: a ticket opened two hours before it reached
+    the service (its first response breached at the opening), an action, then its ladder."""
+    opened = datetime.now(UTC) - timedelta(hours=2)
+    await tickets.open(ticket(ticket_id=tid, priority="high", opened_at=opened))
+    await tickets.act(tid, "acknowledge", {"actor": AGENT})
+    await env.sleep(timedelta(hours=6))
+    await tickets.act(tid, "resolve", {"actor": AGENT, "resolution": "done"})
+    await env.sleep(timedelta(days=8))
+
+
 def flood_policy() -> dict[str, Any]:
     """The channels policy, with the team leads' notices under flood control (1 per 15 minutes)."""
     doc = channels_policy()
@@ -330,6 +341,7 @@ SCENARIOS: dict[str, Scenario] = {
     "own_rows_stored": own_rows_stored,
     "flood_handed_over": flood_handed_over,
     "helpdesk_5158": helpdesk_5158,
+    "opened_late": opened_late,
 }
 
 
