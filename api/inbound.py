@@ -17,9 +17,14 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
+from fastapi import HTTPException
 from standardwebhooks.webhooks import Webhook
+
+T = TypeVar("T")
 
 MAX_ID_LENGTH = 200
 MAX_SEEN = 100_000
@@ -87,3 +92,17 @@ class SeenIds:
     def release(self, webhook_id: str) -> None:
         """The request failed on our side (5xx): a retry with this id is welcome."""
         self._running.discard(webhook_id)
+
+    async def answer_once(self, webhook_id: str, respond: Callable[[], Awaitable[T]]) -> T:
+        """`respond()` for an id just claimed: the id stays seen after any answer but a 5xx or an
+        error of ours, which release it for the sender's retry."""
+        try:
+            answer = await respond()
+        except HTTPException as err:
+            (self.done if err.status_code < 500 else self.release)(webhook_id)
+            raise
+        except BaseException:
+            self.release(webhook_id)
+            raise
+        self.done(webhook_id)
+        return answer

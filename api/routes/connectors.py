@@ -73,16 +73,7 @@ async def connector_webhook(name: Annotated[str, PathParam(pattern=NAME)], reque
     seen_id = f"{name}:{event_id}"
     if not ctx.seen.claim(seen_id):
         raise HTTPException(401, f"webhook refused: event {event_id!r} was already received")
-    try:
-        answer = await _apply(ctx, name, connector, mapping, body, event_id)
-    except HTTPException as err:
-        (ctx.seen.done if err.status_code < 500 else ctx.seen.release)(seen_id)
-        raise
-    except BaseException:
-        ctx.seen.release(seen_id)
-        raise
-    ctx.seen.done(seen_id)
-    return answer
+    return await ctx.seen.answer_once(seen_id, lambda: _apply(ctx, name, connector, mapping, body, event_id))
 
 
 def _mapping(request: Request, ctx: ApiContext, name: str) -> HelpdeskMapping:

@@ -63,16 +63,7 @@ async def helpdesk_webhook(request: Request) -> dict[str, Any]:
         raise HTTPException(401, f"webhook refused: {refused}") from None
     if not seen.claim(webhook_id):
         raise HTTPException(401, f"webhook refused: webhook-id {webhook_id!r} was already received")
-    try:
-        answer = await _inbound(ctx, webhook_id, body)
-    except HTTPException as err:
-        (seen.done if err.status_code < 500 else seen.release)(webhook_id)
-        raise
-    except BaseException:
-        seen.release(webhook_id)
-        raise
-    seen.done(webhook_id)
-    return answer
+    return await seen.answer_once(webhook_id, lambda: _inbound(ctx, webhook_id, body))
 
 
 async def already_applied(ctx: ApiContext, ticket_id: str, update_id: str) -> bool:
