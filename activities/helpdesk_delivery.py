@@ -132,6 +132,21 @@ def _with_paging_context(event: OutboundEvent, policy: Policy, mapping: Helpdesk
     return event.model_copy(update={"data": {**event.data, "top_tier": top}})
 
 
+def is_connector(name: str, policy: Policy | None, credentials: EndpointSettings | None) -> bool:
+    """Do notices to endpoint `name` go to a helpdesk's API (it has an entry in the policy's
+    `helpdesks`)? An endpoint with an API token and no entry is refused, retried until the policy
+    names it: never a signed POST to the helpdesk's home page."""
+    if policy is not None and name in policy.helpdesks:
+        return True
+    if credentials is not None and credentials.token is not None:
+        raise ApplicationError(
+            f"endpoint {name} is a helpdesk connector with no helpdesks entry in the policy",
+            type="EndpointMissing",
+            category=BENIGN,
+        )
+    return False
+
+
 async def deliver_to_helpdesk(
     event: OutboundEvent,
     name: str,

@@ -21,7 +21,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import channels
-from activities.helpdesk_delivery import RateLimits, deliver_to_helpdesk
+from activities.helpdesk_delivery import RateLimits, deliver_to_helpdesk, is_connector
 from activities.http_errors import BENIGN, raise_for_status
 from activities.metrics import record_try, result_of
 from activities.policy_calendars import CalendarRecorder
@@ -268,25 +268,10 @@ class TicketActivities:
             )
         policy = self._policy_or_none()
         configured = self._settings.endpoints.get(request.endpoint.name)
-        if (
-            configured is not None
-            and configured.token is not None
-            and (policy is None or request.endpoint.name not in policy.helpdesks)
-        ):  # a connector's credentials: never a signed POST to the helpdesk's home page
-            raise ApplicationError(
-                f"endpoint {request.endpoint.name} is a helpdesk connector with no helpdesks entry in the policy",
-                type="EndpointMissing",
-                category=BENIGN,
-            )
-        if policy is not None and request.endpoint.name in policy.helpdesks:  # a connector, not a webhook
+        if is_connector(request.endpoint.name, policy, configured):  # its API, not a webhook
+            assert policy is not None
             status, detail = await deliver_to_helpdesk(
-                event,
-                request.endpoint.name,
-                request.key(),
-                policy,
-                self._settings.endpoints.get(request.endpoint.name),
-                self._http,
-                self._helpdesk_limits,
+                event, request.endpoint.name, request.key(), policy, configured, self._http, self._helpdesk_limits
             )
             bound.info("notice.delivered", status_code=status, detail=detail[:300])
             return DeliveryResult(
