@@ -56,6 +56,7 @@ class TicketEscalation(TicketHandlers):
         while True:
             if timers.finished(self.state, self.policy, self._now()):
                 self._publish()
+                self._own_time()
                 await workflow.wait_condition(self._settled)
                 if timers.finished(self.state, self.policy, workflow.now()):
                     # Not before its last events and its summary are in the record store.
@@ -69,6 +70,7 @@ class TicketEscalation(TicketHandlers):
                 # they are carried). Meanwhile the ticket goes on.
                 if self._store_ready_to_continue():
                     self._publish()
+                    self._own_time()
                     await workflow.wait_condition(self._settled)
                     if self._store_ready_to_continue():
                         self._publish()

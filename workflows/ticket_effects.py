@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -135,14 +136,26 @@ class TicketEffects(TicketStoreSync):
         self._apply(decision)
         return decision
 
-    def _decide_on_arrival(self, action: Action) -> Decision:
-        """An action from a handler: decided at its own task's time, never at the opening's."""
+    @contextlib.contextmanager
+    def _arrival(self) -> Iterator[None]:
+        """The time of an action from a handler: its own task's, never the opening's start time.
+        In the task that opens a new ticket (the policy's snapshot holds the first task's time),
+        the first task's time, as the loop's passes there: the same live and on replay."""
         opening, held = self._opening_at, self._held_at
-        self._opening_at = self._held_at = None
+        self._opening_at = None
+        self._held_at = self._first_task_at if opening is not None or held is not None else None
         try:
-            return self._decide(action)
+            yield
         finally:
             self._opening_at, self._held_at = opening, held
+
+    def _decide_on_arrival(self, action: Action) -> Decision:
+        with self._arrival():
+            return self._decide(action)
+
+    def _own_time(self) -> None:
+        """Before a wait outside `_wait`: whatever is decided after it, at its own task's time."""
+        self._held_at = None
 
     def _apply(self, decision: Decision) -> None:
         before, self._state = self._state, decision.state

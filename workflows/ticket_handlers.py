@@ -54,11 +54,13 @@ class TicketHandlers(TicketEffects):
             update = workflow.current_update_info()
             key, digest = _split_key(update.id) if update else (None, None)
             action = Action(name, _decode(args), via="update", key=key, digest=digest)
-            decision = self._decide_on_arrival(action)
+            with self._arrival():  # the answer is the ticket as of the action's time
+                decision = self._decide(action)
+                status = self.current_status() if decision.refusal is None else None
             _log_action(self._ticket.ticket_id, action, decision)
-            if decision.refusal is not None:
-                raise _rejected(decision.refusal)
-            return self.current_status()
+            if decision.refusal is not None or status is None:
+                raise _rejected(decision.refusal or Refusal("internal", "no status"))
+            return status
         except ApplicationError:
             raise
         except Exception as exc:  # never fail the workflow task: fail only this update

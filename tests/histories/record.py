@@ -238,6 +238,24 @@ async def opened_late(env: WorkflowEnvironment, tickets: TicketClient, tid: str,
     await env.sleep(timedelta(days=8))
 
 
+async def acted_on_at_opening(env: WorkflowEnvironment, tickets: TicketClient, tid: str, rx: Receiver) -> None:
+    """Actions in the task that opens the ticket (signal-with-start, then a signal before its first
+    task): decided at the first task's time, like the opening's passes."""
+    opened = datetime.now(UTC) - timedelta(hours=2)
+    await env.client.start_workflow(
+        "TicketEscalation",
+        args=[ticket(ticket_id=tid, priority="urgent", opened_at=opened).model_dump(mode="json")],
+        id=f"ticket-{tid}",
+        task_queue="record",
+        start_signal="reassign",
+        start_signal_args=[{"actor": LEAD, "to_agent": "dana", "reason": "knows the account"}],
+    )
+    await tickets.signal(tid, "acknowledge", {"actor": AGENT})
+    await env.sleep(timedelta(hours=3))
+    await tickets.act(tid, "resolve", {"actor": AGENT, "resolution": "done"})
+    await env.sleep(timedelta(days=8))
+
+
 def flood_policy() -> dict[str, Any]:
     """The channels policy, with the team leads' notices under flood control (1 per 15 minutes)."""
     doc = channels_policy()
@@ -342,6 +360,7 @@ SCENARIOS: dict[str, Scenario] = {
     "flood_handed_over": flood_handed_over,
     "helpdesk_5158": helpdesk_5158,
     "opened_late": opened_late,
+    "acted_on_at_opening": acted_on_at_opening,
 }
 
 
