@@ -96,5 +96,4 @@ def freeze(policy: Policy, settings: Settings, year: int) -> PolicySnapshot:
         source=settings.policy_path.name,
         document=policy.model_dump(mode="json"),
         store_events=settings.store_events,
-        holds_first_task_time=True,
     )

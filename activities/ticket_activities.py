@@ -87,7 +87,10 @@ class TicketActivities:
                 self._snapshots.clear()
             cached = self._snapshots[year] = (policy, freeze(policy, self._settings, year))
             self._calendars.record(cached[1], year)  # for the review: in the background, once
-        return cached[1]
+        # How long the ticket waited for its policy (retries of a broken file included): the
+        # workflow decides what follows the load at its start plus this, the same on replay.
+        waited = (datetime.now(UTC) - activity.info().scheduled_time).total_seconds()
+        return cached[1].model_copy(update={"load_seconds": round(max(waited, 0.0), 3)})
 
     # ------------------------------------------------------------------ channels
     def _policy_or_none(self) -> Policy | None:

@@ -27,6 +27,7 @@ def test_there_are_histories_to_replay() -> None:
     assert {p.stem for p in HISTORIES} >= {f"ticket-REC-{n}" for n in SCENARIOS} | {
         "ticket-REC-continued_as_new",
         "ticket-REC-continued_as_new__run2",
+        "ticket-REC-policy_broken_at_opening",
     }
 
 

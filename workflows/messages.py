@@ -43,9 +43,10 @@ class PolicySnapshot(ActivityMessage):
     source: str
     document: dict[str, Any]
     store_events: bool = True
-    # True in every snapshot written now; absent (false) in results recorded by workers before it
-    # existed, whose tickets replay as they ran. See `TicketEffects._load_policy_and_open`.
-    holds_first_task_time: bool = False
+    # Seconds from the load's first schedule to its result, on the worker's clock. Written by every
+    # worker now; absent in results recorded before it existed, whose tickets replay as they ran.
+    # See `TicketEffects._load_policy_and_open`.
+    load_seconds: float | None = Field(default=None, ge=0)
 
 
 class Person(ActivityMessage):

@@ -88,9 +88,9 @@ class TicketCore:
         # The time of the opening task: set while the new ticket is opened, so that everything
         # decided before its first wait is decided at the workflow's start time, live and on replay.
         self._opening_at: datetime | None = None
-        # The time of the ticket's first task, and the time held while the loop runs on after the
-        # opening without waiting (see `TicketEffects._load_policy_and_open`).
-        self._first_task_at: datetime | None = None
+        # When the policy loaded (on the workflow's clock), and the time held while the loop runs
+        # on after the opening without waiting (see `TicketEffects._load_policy_and_open`).
+        self._loaded_at: datetime | None = None
         self._held_at: datetime | None = None
         # One timer for the nearest due time, kept while that time stays the nearest (an action or
         # a delivery that changes nothing due does not cancel and re-arm it: two events each).

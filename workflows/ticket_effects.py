@@ -80,7 +80,7 @@ class TicketEffects(TicketStoreSync):
         # The contract: the clocks start at `opened_at`, else at the workflow's start time (not at
         # its first task, which a busy worker may run seconds later).
         started = workflow.info().workflow_start_time
-        first_task_at = workflow.now()
+        scheduled_at = workflow.now()
         snapshot = await workflow.execute_local_activity_method(
             TicketActivityInterface.load_policy,
             LoadPolicyInput(opened_at=self._ticket.opened_at or started),
@@ -96,13 +96,15 @@ class TicketEffects(TicketStoreSync):
         # several workflow tasks can differ between the live run and a replay, so until the loop
         # first waits every decision and effect takes the workflow's start time instead (`_now`).
         self._opening_at = started
-        # And the passes of the loop that follow without a wait run at the first task's time (held
-        # by `_wait`): the task that goes on after the policy's result is not always the one that
-        # recorded it (a worker without a cache records it and is evicted; the next task's own time
-        # is seconds later live, and earlier on replay). A deadline passed meanwhile is handled by
-        # the next task. Tickets opened before the snapshot said so replay at the task's time.
-        if snapshot.holds_first_task_time:
-            self._first_task_at = first_task_at
+        # The passes of the loop that follow without a wait, and the actions decided meanwhile, run
+        # at the time the policy loaded: this task's time plus the load's duration, recorded in its
+        # result (held by `_wait` and `_arrival`). Not the task's own time: the task that goes on
+        # after the result is not always the one that recorded it (a worker without a cache records
+        # it and is evicted; the next task's time is seconds later live, earlier on replay). A
+        # deadline passed since is handled by the next task. Results without the duration (tickets
+        # opened before it was written) replay at the task's time, as they ran.
+        if snapshot.load_seconds is not None:
+            self._loaded_at = scheduled_at + timedelta(seconds=snapshot.load_seconds)
         self._store_start()
         self._apply(decisions.open_ticket(self.policy, snapshot.version, self._ticket, self._ctx()))
         if self._carried_refused is not None:
@@ -139,11 +141,11 @@ class TicketEffects(TicketStoreSync):
     @contextlib.contextmanager
     def _arrival(self) -> Iterator[None]:
         """The time of an action from a handler: its own task's, never the opening's start time.
-        In the task that opens a new ticket (the policy's snapshot holds the first task's time),
-        the first task's time, as the loop's passes there: the same live and on replay."""
+        In the task that opens a new ticket (its policy's result says how long the load took), the
+        time the policy loaded, as the loop's passes there: the same live and on replay."""
         opening, held = self._opening_at, self._held_at
         self._opening_at = None
-        self._held_at = self._first_task_at if opening is not None or held is not None else None
+        self._held_at = self._loaded_at if opening is not None or held is not None else None
         try:
             yield
         finally:
@@ -156,6 +158,8 @@ class TicketEffects(TicketStoreSync):
     def _own_time(self) -> None:
         """Before a wait outside `_wait`: whatever is decided after it, at its own task's time."""
         self._held_at = None
+        if self._loaded_at is not None:  # (tickets opened before: unchanged)
+            self._opening_at = None
 
     def _apply(self, decision: Decision) -> None:
         before, self._state = self._state, decision.state
@@ -308,9 +312,9 @@ class TicketEffects(TicketStoreSync):
         await workflow.wait_condition(lambda: self._woken or timer.done())
 
     def _hold(self, at_once: bool) -> None:
-        """After the opening, the loop's passes run at the first task's time while its waits return
-        at once (same task); the first wait that really waits goes back to each task's own time."""
-        self._held_at = self._first_task_at if at_once else None
+        """After the opening, the loop's passes run at the time the policy loaded while its waits
+        return at once (same task); the first wait that really waits goes back to each task's time."""
+        self._held_at = self._loaded_at if at_once else None
 
     @staticmethod
     async def _sleep(duration: timedelta, summary: str) -> None:

@@ -39,7 +39,8 @@ class TicketHandlers(TicketEffects):
     async def on_signal(self, name: str, args: Sequence[RawValue]) -> None:
         await workflow.wait_condition(self._opened)
         if name == REFUSAL_SIGNAL:
-            self._record_refusal(args)
+            with self._arrival():
+                self._record_refusal(args)
             return
         try:
             action = Action(name, _decode(args), via="signal")

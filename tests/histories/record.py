@@ -6,8 +6,9 @@ is what catches a change that would break tickets already running. Add a scenari
 it (`python -m tests.histories.record NAME`). Every state and path of the ticket is covered:
 Tier 0 (escalated, taken on, solved and reopened), approvals (granted, timed out, rejected),
 pending customer, reopen, refusals and undecodable signals, idempotent retries, undelivered and
-redelivered notices, a helpdesk connector's notices (one rate-limited), a ticket opened late, and
-continue-as-new (each run in its own file, `__runN`).
+redelivered notices, a helpdesk connector's notices (one rate-limited), a ticket opened late or
+acted on as it opens, a policy broken when a ticket arrives, and continue-as-new (each run in its
+own file, `__runN`).
 """
 
 from __future__ import annotations
@@ -256,6 +257,30 @@ async def acted_on_at_opening(env: WorkflowEnvironment, tickets: TicketClient, t
     await env.sleep(timedelta(days=8))
 
 
+async def policy_broken_at_opening(env: WorkflowEnvironment, tid: str, rx: Receiver) -> None:
+    """On the dev server (a local activity's retries run in real time): the policy file is broken
+    when the ticket arrives, so its load retries while its 8 s first response passes and an
+    acknowledgement waits for it; then the file is fixed. A worker of its own, started broken."""
+    path = Path(tempfile.mkdtemp()) / "policy.yaml"
+    path.write_text("sla: [not a policy\n")
+    doc = policy_doc()
+    for tier in doc["sla"].values():
+        for targets in tier.values():
+            targets.update(first_response="PT8S", resolution="PT1H")
+    async with (
+        httpx.AsyncClient() as http,
+        build_worker(env.client, make_settings(path, rx), http, task_queue="record-broken"),
+    ):
+        tickets = TicketClient(env.client, "record-broken")
+        await tickets.open(ticket(ticket_id=tid, priority="urgent"))
+        await asyncio.sleep(10)
+        await tickets.signal(tid, "acknowledge", {"actor": AGENT})
+        path.write_text(yaml.safe_dump(doc))
+        await tickets.act(tid, "resolve", {"actor": AGENT, "resolution": "done"})  # waits for the load
+        await asyncio.sleep(3)
+        await save_all_runs(tickets, tid)
+
+
 def flood_policy() -> dict[str, Any]:
     """The channels policy, with the team leads' notices under flood control (1 per 15 minutes)."""
     doc = channels_policy()
@@ -453,6 +478,12 @@ async def record(only: set[str] | None = None) -> None:
                 tickets = TicketClient(env.client, "record")
                 await continued_as_new(env, tickets, "REC-continued_as_new", receiver)
                 await save_all_runs(tickets, "REC-continued_as_new")
+        finally:
+            await env.shutdown()
+    if not only or "policy_broken_at_opening" in only:
+        env = await start_dev_server(10_000)
+        try:
+            await policy_broken_at_opening(env, "REC-policy_broken_at_opening", receiver)
         finally:
             await env.shutdown()
     receiver.server.shutdown()
