@@ -88,8 +88,13 @@ class TicketActivities:
             cached = self._snapshots[year] = (policy, freeze(policy, self._settings, year))
             self._calendars.record(cached[1], year)  # for the review: in the background, once
         # How long the ticket waited for its policy (retries of a broken file included): the
-        # workflow decides what follows the load at its start plus this, the same on replay.
-        waited = (datetime.now(UTC) - activity.info().scheduled_time).total_seconds()
+        # workflow decides what follows the load at its request plus this, the same on replay.
+        # From the first try's schedule, or from the workflow's request when that is longer (a load
+        # re-run by another worker after a crash is scheduled anew).
+        now = datetime.now(UTC)
+        waited = (now - activity.info().scheduled_time).total_seconds()
+        if request.requested_at is not None:
+            waited = max(waited, (now - request.requested_at).total_seconds())
         return cached[1].model_copy(update={"load_seconds": round(max(waited, 0.0), 3)})
 
     # ------------------------------------------------------------------ channels

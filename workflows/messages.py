@@ -28,6 +28,8 @@ class EndpointRef(ActivityMessage):
 
 class LoadPolicyInput(ActivityMessage):
     opened_at: AwareDatetime
+    # The workflow's time when it asked (the same when a worker re-runs the load after a crash).
+    requested_at: AwareDatetime | None = None
 
 
 class PolicySnapshot(ActivityMessage):

@@ -83,7 +83,7 @@ class TicketEffects(TicketStoreSync):
         scheduled_at = workflow.now()
         snapshot = await workflow.execute_local_activity_method(
             TicketActivityInterface.load_policy,
-            LoadPolicyInput(opened_at=self._ticket.opened_at or started),
+            LoadPolicyInput(opened_at=self._ticket.opened_at or started, requested_at=scheduled_at),
             **POLICY_OPTIONS,
         )
         self._policy_ref = PolicyRef(
