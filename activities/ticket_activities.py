@@ -45,6 +45,9 @@ from workflows.messages import (
 )
 
 log = structlog.get_logger("activities")
+# A policy load measured from the workflow's request when that is longer than from its own first
+# schedule by more than this (the default workflow task timeout): it was re-run after a crash.
+RERUN_GAP_SECONDS = 10.0
 
 
 class TicketActivities:
@@ -89,12 +92,15 @@ class TicketActivities:
             self._calendars.record(cached[1], year)  # for the review: in the background, once
         # How long the ticket waited for its policy (retries of a broken file included): the
         # workflow decides what follows the load at its request plus this, the same on replay.
-        # From the first try's schedule, or from the workflow's request when that is longer (a load
-        # re-run by another worker after a crash is scheduled anew).
+        # From the first try's schedule, on this worker's clock alone (a skew with the server's
+        # cancels out); from the workflow's request only when that is a workflow task's timeout
+        # longer: a load re-run by another worker after a crash is scheduled anew.
         now = datetime.now(UTC)
         waited = (now - activity.info().scheduled_time).total_seconds()
         if request.requested_at is not None:
-            waited = max(waited, (now - request.requested_at).total_seconds())
+            since_request = (now - request.requested_at).total_seconds()
+            if since_request - waited > RERUN_GAP_SECONDS:
+                waited = since_request
         return cached[1].model_copy(update={"load_seconds": round(max(waited, 0.0), 3)})
 
     # ------------------------------------------------------------------ channels
