@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiosmtplib
@@ -90,18 +90,21 @@ class TicketActivities:
                 self._snapshots.clear()
             cached = self._snapshots[year] = (policy, freeze(policy, self._settings, year))
             self._calendars.record(cached[1], year)  # for the review: in the background, once
-        # How long the ticket waited for its policy (retries of a broken file included): the
-        # workflow decides what follows the load at its request plus this, the same on replay.
-        # From the first try's schedule, on this worker's clock alone (a skew with the server's
-        # cancels out); from the workflow's request only when that is a workflow task's timeout
-        # longer: a load re-run by another worker after a crash is scheduled anew.
+        # When the policy loaded, on the workflow's clock (the workflow decides what follows the
+        # load at that time): its request's time plus how long the ticket waited (retries of a
+        # broken file included), measured from the first try's schedule on this worker's clock
+        # alone, so a skew with the server's cancels out. Only when the request is a workflow
+        # task's timeout longer ago, from the request: a load re-run by another worker after a
+        # crash is scheduled anew.
+        if request.requested_at is None:
+            return cached[1]
         now = datetime.now(UTC)
         waited = (now - activity.info().scheduled_time).total_seconds()
-        if request.requested_at is not None:
-            since_request = (now - request.requested_at).total_seconds()
-            if since_request - waited > RERUN_GAP_SECONDS:
-                waited = since_request
-        return cached[1].model_copy(update={"load_seconds": round(max(waited, 0.0), 3)})
+        since_request = (now - request.requested_at).total_seconds()
+        if since_request - waited > RERUN_GAP_SECONDS:
+            waited = since_request
+        loaded_at = request.requested_at + timedelta(seconds=max(waited, 0.0))
+        return cached[1].model_copy(update={"loaded_at": loaded_at})
 
     # ------------------------------------------------------------------ channels
     def _policy_or_none(self) -> Policy | None:

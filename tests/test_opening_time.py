@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import signal
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,8 +22,9 @@ from temporalio.worker import Replayer
 
 import activities.ticket_activities
 from api.client import TicketClient
-from tests.conftest import TEST_CONVERTER, make_settings, policy_doc
+from tests.conftest import TEST_CODEC_KEYS, TEST_CONVERTER, make_settings, policy_doc
 from tests.helpers import AGENT, ticket
+from tests.processes import start_worker
 from workers.worker import build_worker
 from workflows.models import workflow_id_for
 from workflows.ticket import TicketEscalation
@@ -118,3 +121,43 @@ async def test_a_worker_clock_ahead_of_the_server_decides_nothing_early(
         kinds = [e.kind for e in (await tickets.timeline(t.ticket_id)).events]
     assert not status.sla_breached, kinds
     assert "acknowledged" in kinds and "sla_breached" not in kinds, kinds
+
+
+async def test_a_load_rerun_after_a_worker_is_killed_counts_from_the_request(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """The worker is killed (SIGKILL) while a broken policy file holds a ticket that came with its
+    acknowledgement; another worker re-runs the load from scratch once the file is fixed. The 4 s
+    first response passed long before: it is breached before the acknowledgement is applied."""
+    path = tmp_path / "policy.yaml"
+    path.write_text("sla: [not a policy\n")
+    task_queue = f"tq-kill-{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESCALATIONS_") or k == "ESCALATIONS_DATA_DIR"} | {
+        "ESCALATIONS_TASK_QUEUE": task_queue,
+        "ESCALATIONS_POLICY_PATH": str(path),
+        "ESCALATIONS_LOG_LEVEL": "WARNING",
+        "ESCALATIONS_CODEC_KEYS": TEST_CODEC_KEYS,
+    }
+    address = dev_env.client.service_client.config.target_host
+    tickets = TicketClient(dev_env.client, task_queue)
+    t = ticket(priority="urgent", opened_at=datetime.now(UTC))
+    first = start_worker(address, env)
+    second = None
+    try:
+        await start_acknowledged(dev_env.client, t, task_queue)
+        await asyncio.sleep(9)  # past the first task's heartbeat: the load's retries span tasks
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        path.write_text(yaml.safe_dump(short_first_response("PT4S")))
+        second = start_worker(address, env)
+        status = await tickets.act(t.ticket_id, "resolve", {"actor": AGENT, "resolution": "done"})
+        kinds = [e.kind for e in (await tickets.timeline(t.ticket_id)).events]
+        history = await dev_env.client.get_workflow_handle(workflow_id_for(t.ticket_id)).fetch_history()
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait(10)
+    assert status.sla_breached, kinds
+    assert kinds.index("sla_breached") < kinds.index("acknowledged"), kinds
+    await Replayer(workflows=[TicketEscalation], data_converter=TEST_CONVERTER).replay_workflow(history)

@@ -45,10 +45,11 @@ class PolicySnapshot(ActivityMessage):
     source: str
     document: dict[str, Any]
     store_events: bool = True
-    # Seconds from the load's first schedule to its result, on the worker's clock. Written by every
-    # worker now; absent in results recorded before it existed, whose tickets replay as they ran.
-    # See `TicketEffects._load_policy_and_open`.
-    load_seconds: float | None = Field(default=None, ge=0)
+    # When the policy loaded, on the workflow's clock: its request's time plus the load's duration
+    # on the worker's clock. In history with the result, so the same live and on replay. Written by
+    # every worker now; absent in results recorded before, whose tickets replay as they ran. See
+    # `TicketEffects._load_policy_and_open`.
+    loaded_at: AwareDatetime | None = None
 
 
 class Person(ActivityMessage):

@@ -80,10 +80,10 @@ class TicketEffects(TicketStoreSync):
         # The contract: the clocks start at `opened_at`, else at the workflow's start time (not at
         # its first task, which a busy worker may run seconds later).
         started = workflow.info().workflow_start_time
-        scheduled_at = workflow.now()
+        requested_at = workflow.now()
         snapshot = await workflow.execute_local_activity_method(
             TicketActivityInterface.load_policy,
-            LoadPolicyInput(opened_at=self._ticket.opened_at or started, requested_at=scheduled_at),
+            LoadPolicyInput(opened_at=self._ticket.opened_at or started, requested_at=requested_at),
             **POLICY_OPTIONS,
         )
         self._policy_ref = PolicyRef(
@@ -97,14 +97,13 @@ class TicketEffects(TicketStoreSync):
         # first waits every decision and effect takes the workflow's start time instead (`_now`).
         self._opening_at = started
         # The passes of the loop that follow without a wait, and the actions decided meanwhile, run
-        # at the time the policy loaded: this task's time plus the load's duration, recorded in its
-        # result (held by `_wait` and `_arrival`). Not the task's own time: the task that goes on
-        # after the result is not always the one that recorded it (a worker without a cache records
-        # it and is evicted; the next task's time is seconds later live, earlier on replay). A
-        # deadline passed since is handled by the next task. Results without the duration (tickets
-        # opened before it was written) replay at the task's time, as they ran.
-        if snapshot.load_seconds is not None:
-            self._loaded_at = scheduled_at + timedelta(seconds=snapshot.load_seconds)
+        # at the time the policy loaded, as its result records it (held by `_wait` and `_arrival`).
+        # Neither this task's time nor the one after the result: which task goes on after the result,
+        # and at what time, differs between a live run and its replay (a worker without a cache, or
+        # one that re-runs the load after a crash). A deadline passed since is handled by the next
+        # task. Results without the time (tickets opened before) replay at the task's time, as ran.
+        if snapshot.loaded_at is not None:
+            self._loaded_at = max(snapshot.loaded_at, started)
         self._store_start()
         self._apply(decisions.open_ticket(self.policy, snapshot.version, self._ticket, self._ctx()))
         if self._carried_refused is not None:
