@@ -8,6 +8,7 @@ start (`workers/main.py`) runs the same check.
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import structlog
@@ -97,3 +98,21 @@ def freeze(policy: Policy, settings: Settings, year: int) -> PolicySnapshot:
         document=policy.model_dump(mode="json"),
         store_events=settings.store_events,
     )
+
+
+# A policy load measured from the workflow's request when that is longer than from its own first
+# schedule by more than this (the default workflow task timeout): it was re-run after a crash.
+RERUN_GAP_SECONDS = 10.0
+
+
+def loaded_at(requested_at: datetime, first_scheduled: datetime, now: datetime) -> datetime:
+    """When the policy loaded, on the workflow's clock (the workflow decides what follows the load
+    at that time): the request's time plus how long the ticket waited (retries of a broken file
+    included), measured from the first try's schedule on this worker's clock alone, so a skew with
+    the server's cancels out. From the request only when that is a workflow task's timeout longer
+    ago: a load re-run by another worker after a crash is scheduled anew."""
+    waited = (now - first_scheduled).total_seconds()
+    since_request = (now - requested_at).total_seconds()
+    if since_request - waited > RERUN_GAP_SECONDS:
+        waited = since_request
+    return requested_at + timedelta(seconds=max(waited, 0.0))

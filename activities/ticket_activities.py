@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import aiosmtplib
@@ -25,7 +25,7 @@ from activities.helpdesk_delivery import RateLimits, deliver_to_helpdesk, is_con
 from activities.http_errors import BENIGN, raise_for_status
 from activities.metrics import record_try, result_of
 from activities.policy_calendars import CalendarRecorder
-from activities.policy_file import PolicyFile, count_invalid_policy, freeze
+from activities.policy_file import PolicyFile, count_invalid_policy, freeze, loaded_at
 from activities.webhooks import sign_headers
 from config import templates
 from config.policy import Policy
@@ -45,9 +45,6 @@ from workflows.messages import (
 )
 
 log = structlog.get_logger("activities")
-# A policy load measured from the workflow's request when that is longer than from its own first
-# schedule by more than this (the default workflow task timeout): it was re-run after a crash.
-RERUN_GAP_SECONDS = 10.0
 
 
 class TicketActivities:
@@ -90,21 +87,10 @@ class TicketActivities:
                 self._snapshots.clear()
             cached = self._snapshots[year] = (policy, freeze(policy, self._settings, year))
             self._calendars.record(cached[1], year)  # for the review: in the background, once
-        # When the policy loaded, on the workflow's clock (the workflow decides what follows the
-        # load at that time): its request's time plus how long the ticket waited (retries of a
-        # broken file included), measured from the first try's schedule on this worker's clock
-        # alone, so a skew with the server's cancels out. Only when the request is a workflow
-        # task's timeout longer ago, from the request: a load re-run by another worker after a
-        # crash is scheduled anew.
         if request.requested_at is None:
             return cached[1]
-        now = datetime.now(UTC)
-        waited = (now - activity.info().scheduled_time).total_seconds()
-        since_request = (now - request.requested_at).total_seconds()
-        if since_request - waited > RERUN_GAP_SECONDS:
-            waited = since_request
-        loaded_at = request.requested_at + timedelta(seconds=max(waited, 0.0))
-        return cached[1].model_copy(update={"loaded_at": loaded_at})
+        at = loaded_at(request.requested_at, activity.info().scheduled_time, datetime.now(UTC))
+        return cached[1].model_copy(update={"loaded_at": at})
 
     # ------------------------------------------------------------------ channels
     def _policy_or_none(self) -> Policy | None:

@@ -161,3 +161,15 @@ async def test_a_load_rerun_after_a_worker_is_killed_counts_from_the_request(
     assert status.sla_breached, kinds
     assert kinds.index("sla_breached") < kinds.index("acknowledged"), kinds
     await Replayer(workflows=[TicketEscalation], data_converter=TEST_CONVERTER).replay_workflow(history)
+
+
+def test_a_load_rerun_after_a_crash_is_measured_from_the_request() -> None:
+    """Its own schedule says 0.2 s; the request was 30 s ago on the server's clock: a re-run."""
+    from activities.policy_file import loaded_at
+
+    request = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
+    now = request + timedelta(seconds=30)
+    assert loaded_at(request, now - timedelta(seconds=0.2), now) == now
+    # A worker clock 5 s ahead of the server's, and a load of 0.2 s: the skew cancels out.
+    ahead = now + timedelta(seconds=5)
+    assert loaded_at(now, ahead - timedelta(seconds=0.2), ahead) == now + timedelta(seconds=0.2)
